@@ -1,0 +1,46 @@
+# php-gateway: `make serve` starts the server on www/, `make test` runs the test suite.
+# Both install whatever is missing first (Debian packages, the ZTS libphp build, the
+# virtualenv, the compiled bridge) and reuse what is already there.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+ARGS ?=
+
+.PHONY: serve test lint deps php bridge bench clean
+
+$(VENV_STAMP): pyproject.toml
+	scripts/install-system-deps.sh test
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+deps: $(VENV_STAMP)
+
+php:
+	scripts/build-php.sh >/dev/null
+
+# Compiles bridge/ and ext/ against the cached libphp into gateway/php/_phpbridge*.so;
+# skipped when sources and the PHP prefix are unchanged.
+bridge: deps php
+	PHP_PREFIX=$$(scripts/build-php.sh 2>/dev/null | tail -1) $(PY) -m gateway.php.build
+
+serve: bridge
+	$(VENV)/bin/php-gateway --document-root www $(ARGS)
+
+test: bridge
+	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/mypy gateway
+	$(PY) -m pytest -q $(ARGS)
+
+lint: deps
+	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/mypy gateway
+
+bench: bridge
+	bench/run.sh $(ARGS)
+
+clean:
+	rm -rf build gateway/php/_phpbridge*.so gateway/php/_phpbridge.c

@@ -1,0 +1,102 @@
+/* php-gateway bridge: the C API the Python front end calls through cffi.
+ *
+ * A pool of ZTS PHP request threads created in C. Python submits a request (all strings
+ * copied here), streams the request body in, and drains response events (headers, body
+ * chunks, end) after an eventfd wakes its loop. No Python code ever runs on a PHP thread.
+ * Kept free of PHP headers so cffi can parse it (gateway/php/build.py mirrors it).
+ */
+#ifndef PHP_GATEWAY_BRIDGE_H
+#define PHP_GATEWAY_BRIDGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct pg_config {
+    int threads;                  /* PHP request threads */
+    int queue_capacity;           /* requests waiting for a thread before submit says overloaded */
+    const char *ini_path;         /* php.ini file to load; NULL loads none */
+    const char *ini_entries;      /* "key=value\n" lines applied after php.ini */
+    size_t body_buffer_bytes;     /* per request: request body bytes buffered ahead of PHP */
+    size_t response_buffer_bytes; /* per request: response bytes PHP may run ahead of the client */
+    size_t thread_stack_bytes;    /* stack of each PHP thread */
+} pg_config;
+
+typedef struct pg_request {
+    const char *method;
+    const char *request_uri;
+    const char *query_string;
+    const char *script_filename;
+    const char *content_type;     /* NULL when the request has none */
+    int64_t content_length;       /* -1 when unknown (chunked, h2/h3 without it) */
+    const char *cookie;           /* Cookie header(s) joined with "; ", or NULL */
+    const char *authorization;    /* Authorization header, or NULL */
+    int proto_num;                /* 1000 = HTTP/1.0, 1001 = HTTP/1.1, 2000, 3000 */
+    double request_time;          /* seconds since the epoch, when the request arrived */
+    const char *vars;             /* CGI variables: name \0 value \0 ... */
+    size_t vars_len;
+    const char *headers;          /* request headers as received: name \0 value \0 ... */
+    size_t headers_len;
+} pg_request;
+
+/* Event types delivered by pg_poll. */
+#define PG_EV_HEADERS    1  /* code = status; data = "Name: value\0" lines */
+#define PG_EV_BODY       2  /* data = body bytes; pg_ack() them once written out */
+#define PG_EV_FINISH     3  /* the response is complete (fastcgi_finish_request or script end) */
+#define PG_EV_BODY_SPACE 4  /* PHP consumed request body; pg_body_write may take more */
+#define PG_EV_LOG        5  /* code = syslog level; data = message */
+#define PG_EV_DONE       6  /* the thread is done with the request; code = exit status; then pg_release */
+
+/* Flags of PG_EV_DONE. */
+#define PG_DONE_FATAL      1  /* ended by a fatal error (error, uncaught exception, limits) */
+#define PG_DONE_CANCELLED  2  /* cancelled before or while running */
+#define PG_DONE_TIMED_OUT  4  /* interrupted by pg_interrupt */
+#define PG_DONE_BAILOUT    8  /* PHP bailed out of request startup or shutdown */
+
+typedef struct pg_event {
+    int64_t handle;   /* the request's handle; -1 for process-level log lines */
+    int type;
+    int code;
+    int flags;
+    char *data;       /* owned by the bridge until pg_free_events */
+    size_t len;
+} pg_event;
+
+typedef struct pg_stats {
+    int threads;          /* configured */
+    int threads_alive;    /* started and serving */
+    int busy;             /* running a request now */
+    int queued;           /* waiting for a thread */
+    uint64_t requests;    /* completed */
+    uint64_t fatals;      /* completed with PG_DONE_FATAL */
+    uint64_t rejected;    /* refused as overloaded */
+} pg_stats;
+
+#define PG_OVERLOADED (-1)
+#define PG_STOPPED    (-2)
+
+/* Starts PHP (module startup on a main thread) and the request threads. 0 on success. */
+int pg_start(const pg_config *cfg, char *err, size_t errlen);
+/* The eventfd that becomes readable when events are waiting. */
+int pg_event_fd(void);
+/* Copies the request and queues it: a handle >= 0, PG_OVERLOADED or PG_STOPPED. */
+int64_t pg_submit(const pg_request *req);
+/* Offers request body bytes; returns how many were taken. When fewer than len were taken a
+ * PG_EV_BODY_SPACE event follows once PHP reads. eof marks the end once all bytes are in. */
+size_t pg_body_write(int64_t handle, const char *data, size_t len, int eof);
+/* The client took n bytes of response body: PHP may write that much more. */
+void pg_ack(int64_t handle, size_t n);
+/* The client is gone: stop reading and writing for this request. */
+void pg_cancel(int64_t handle);
+/* The gateway's request timeout hit: interrupt the script as max_execution_time would. */
+void pg_interrupt(int64_t handle);
+/* Moves up to max waiting events into out; returns how many. */
+int pg_poll(pg_event *out, int max);
+void pg_free_events(pg_event *events, int n);
+/* After PG_EV_DONE: the handle may be reused. */
+void pg_release(int64_t handle);
+void pg_get_stats(pg_stats *out);
+/* Finishes running requests, stops the threads and shuts PHP down. */
+void pg_stop(void);
+const char *pg_php_version(void);
+
+#endif

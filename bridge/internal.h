@@ -1,0 +1,69 @@
+/* Shared between the pool (pool.c, no PHP headers) and the SAPI (sapi.c). */
+#ifndef PHP_GATEWAY_INTERNAL_H
+#define PHP_GATEWAY_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include "bridge.h"
+
+enum { SLOT_FREE = 0, SLOT_QUEUED, SLOT_RUNNING, SLOT_DONE };
+
+typedef struct pg_worker {
+    int index;
+    pthread_t tid;
+    void *vm_interrupt;   /* &EG(vm_interrupt) of this thread (zend_atomic_bool *) */
+    void *timed_out;      /* &EG(timed_out) */
+    bool alive;
+} pg_worker;
+
+typedef struct pg_slot {
+    pthread_mutex_t mu;   /* guards everything below that changes while the request runs */
+    pthread_cond_t cv;    /* PHP waits here for body bytes or response credit */
+    uint32_t gen;
+    int state;
+    int64_t handle;
+    int next_free;
+
+    /* The request, copied into one allocation owned by the slot. */
+    char *mem;
+    const char *method, *request_uri, *query_string, *script_filename;
+    const char *content_type, *cookie, *authorization;
+    const char *vars, *headers;
+    size_t vars_len, headers_len;
+    int64_t content_length;
+    int proto_num;
+    double request_time;
+
+    /* Request body: bytes [in_start, in_end) of in_buf wait for read_post. */
+    char *in_buf;
+    size_t in_cap, in_start, in_end;
+    bool in_eof, in_want_space;
+
+    /* Response: bytes handed to Python and not yet acknowledged. */
+    size_t out_inflight, out_limit;
+    bool finished;        /* PG_EV_FINISH sent: later output is discarded */
+    bool cancelled;       /* client gone or request timed out */
+    bool interrupted;     /* pg_interrupt called */
+    pg_worker *worker;
+} pg_slot;
+
+/* pool.c */
+void pg_push_event(int64_t handle, int type, int code, int flags, char *data, size_t len);
+size_t pg_slot_read_body(pg_slot *s, char *buf, size_t count);
+/* Blocks while the response credit is used up; false if the client is gone. */
+bool pg_slot_reserve_output(pg_slot *s, size_t len);
+void pg_slot_finish(pg_slot *s);
+void pg_count_fatal(void);
+extern size_t pg_response_buffer_bytes;
+
+/* sapi.c, all called on PHP threads */
+int pg_php_startup(const pg_config *cfg, char *err, size_t errlen);
+void pg_php_thread_begin(pg_worker *w);
+void pg_php_run(pg_worker *w, pg_slot *s);
+void pg_php_thread_end(void);
+void pg_php_shutdown(void);
+/* Any thread: make the worker's running script stop at the next opcode, as a timeout. */
+void pg_php_interrupt(pg_worker *w);
+int pg_kick_signal(void);
+
+#endif

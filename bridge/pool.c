@@ -1,0 +1,542 @@
+/* The request-thread pool: slots, the bounded submission queue, the event queue and the
+ * eventfd that wakes Python. Knows nothing of PHP beyond the sapi.c entry points. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define HANDLE_INDEX_BITS 20
+#define HANDLE_INDEX_MASK ((1 << HANDLE_INDEX_BITS) - 1)
+
+size_t pg_response_buffer_bytes;
+
+static struct {
+    pg_config cfg;
+    char *ini_path, *ini_entries;
+
+    pthread_t main_tid;
+    pthread_mutex_t mu;      /* queue, free list, lifecycle */
+    pthread_cond_t work_cv;  /* workers wait for work */
+    pthread_cond_t life_cv;  /* start-up / shutdown handshakes */
+    bool started, stopping, stopped;
+    int startup_rc;
+    char startup_err[512];
+
+    pg_slot *slots;
+    int nslots, free_head;
+    int *queue;              /* ring of slot indexes */
+    int qcap, qhead, qlen;
+
+    pg_worker *workers;
+    int alive, busy;
+    uint64_t requests, fatals, rejected;
+
+    int efd;
+    pthread_mutex_t ev_mu;
+    pg_event *events;        /* ring */
+    int ev_cap, ev_head, ev_len;
+} P = {.efd = -1, .free_head = -1};
+
+/* ---- events ---------------------------------------------------------------------- */
+
+void pg_push_event(int64_t handle, int type, int code, int flags, char *data, size_t len) {
+    pthread_mutex_lock(&P.ev_mu);
+    if (P.ev_len == P.ev_cap) {
+        /* Grows rather than blocks: events are bounded by the per-request credits. */
+        int ncap = P.ev_cap ? P.ev_cap * 2 : 1024;
+        pg_event *n = malloc(sizeof(pg_event) * (size_t)ncap);
+        if (!n) abort();
+        for (int i = 0; i < P.ev_len; i++) n[i] = P.events[(P.ev_head + i) % P.ev_cap];
+        free(P.events);
+        P.events = n;
+        P.ev_cap = ncap;
+        P.ev_head = 0;
+    }
+    pg_event *e = &P.events[(P.ev_head + P.ev_len) % P.ev_cap];
+    e->handle = handle;
+    e->type = type;
+    e->code = code;
+    e->flags = flags;
+    e->data = data;
+    e->len = len;
+    bool was_empty = P.ev_len++ == 0;
+    pthread_mutex_unlock(&P.ev_mu);
+    /* Python drains to empty after each wakeup, so only the first event needs a write. */
+    if (was_empty && P.efd >= 0) {
+        uint64_t one = 1;
+        ssize_t r;
+        do { r = write(P.efd, &one, sizeof one); } while (r < 0 && errno == EINTR);
+    }
+}
+
+int pg_poll(pg_event *out, int max) {
+    pthread_mutex_lock(&P.ev_mu);
+    int n = P.ev_len < max ? P.ev_len : max;
+    for (int i = 0; i < n; i++) out[i] = P.events[(P.ev_head + i) % P.ev_cap];
+    if (n) {
+        P.ev_head = (P.ev_head + n) % P.ev_cap;
+        P.ev_len -= n;
+    }
+    pthread_mutex_unlock(&P.ev_mu);
+    return n;
+}
+
+void pg_free_events(pg_event *events, int n) {
+    for (int i = 0; i < n; i++) {
+        free(events[i].data);
+        events[i].data = NULL;
+    }
+}
+
+int pg_event_fd(void) { return P.efd; }
+
+/* ---- slots ----------------------------------------------------------------------- */
+
+static pg_slot *slot_of(int64_t handle) {
+    if (handle < 0 || !P.slots) return NULL;
+    int idx = (int)(handle & HANDLE_INDEX_MASK);
+    if (idx >= P.nslots) return NULL;
+    pg_slot *s = &P.slots[idx];
+    return s->handle == handle ? s : NULL;
+}
+
+static char *put(char **cursor, const char *src, size_t len) {
+    char *dst = *cursor;
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+    *cursor += len + 1;
+    return dst;
+}
+
+static size_t slen(const char *s) { return s ? strlen(s) : 0; }
+
+/* Copies every string of the request into one allocation (PHP may keep pointers to them
+ * for the whole request). */
+static bool copy_request(pg_slot *s, const pg_request *r) {
+    const char *strs[] = {r->method, r->request_uri, r->query_string, r->script_filename,
+                          r->content_type, r->cookie, r->authorization};
+    size_t total = r->vars_len + r->headers_len + 2;
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) total += slen(strs[i]) + 1;
+    char *mem = malloc(total);
+    if (!mem) return false;
+    char *c = mem;
+    s->method = put(&c, r->method ? r->method : "GET", slen(r->method ? r->method : "GET"));
+    s->request_uri = put(&c, r->request_uri ? r->request_uri : "", slen(r->request_uri));
+    s->query_string = put(&c, r->query_string ? r->query_string : "", slen(r->query_string));
+    s->script_filename = put(&c, r->script_filename ? r->script_filename : "", slen(r->script_filename));
+    s->content_type = r->content_type ? put(&c, r->content_type, strlen(r->content_type)) : NULL;
+    s->cookie = r->cookie ? put(&c, r->cookie, strlen(r->cookie)) : NULL;
+    s->authorization = r->authorization ? put(&c, r->authorization, strlen(r->authorization)) : NULL;
+    s->vars = put(&c, r->vars ? r->vars : "", r->vars ? r->vars_len : 0);
+    s->vars_len = r->vars ? r->vars_len : 0;
+    s->headers = put(&c, r->headers ? r->headers : "", r->headers ? r->headers_len : 0);
+    s->headers_len = r->headers ? r->headers_len : 0;
+    s->mem = mem;
+    s->content_length = r->content_length;
+    s->proto_num = r->proto_num ? r->proto_num : 1001;
+    s->request_time = r->request_time;
+    return true;
+}
+
+static void reset_slot_io(pg_slot *s) {
+    s->in_start = s->in_end = 0;
+    s->in_eof = s->in_want_space = false;
+    s->out_inflight = 0;
+    s->out_limit = P.cfg.response_buffer_bytes;
+    s->finished = s->cancelled = s->interrupted = false;
+    s->worker = NULL;
+}
+
+int64_t pg_submit(const pg_request *req) {
+    pthread_mutex_lock(&P.mu);
+    if (!P.started || P.stopping) {
+        pthread_mutex_unlock(&P.mu);
+        return PG_STOPPED;
+    }
+    if (P.qlen >= P.qcap || P.free_head < 0) {
+        P.rejected++;
+        pthread_mutex_unlock(&P.mu);
+        return PG_OVERLOADED;
+    }
+    int idx = P.free_head;
+    pg_slot *s = &P.slots[idx];
+    P.free_head = s->next_free;
+    pthread_mutex_unlock(&P.mu);
+
+    /* The slot is ours alone until it is queued: copy outside the lock. */
+    if (!copy_request(s, req)) {
+        pthread_mutex_lock(&P.mu);
+        s->next_free = P.free_head;
+        P.free_head = idx;
+        P.rejected++;
+        pthread_mutex_unlock(&P.mu);
+        return PG_OVERLOADED;
+    }
+    reset_slot_io(s);
+    s->handle = ((int64_t)s->gen << HANDLE_INDEX_BITS) | idx;
+    s->state = SLOT_QUEUED;
+    int64_t handle = s->handle;
+
+    pthread_mutex_lock(&P.mu);
+    P.queue[(P.qhead + P.qlen) % P.qcap] = idx;
+    P.qlen++;
+    pthread_cond_signal(&P.work_cv);
+    pthread_mutex_unlock(&P.mu);
+    return handle;
+}
+
+size_t pg_body_write(int64_t handle, const char *data, size_t len, int eof) {
+    pg_slot *s = slot_of(handle);
+    if (!s) return len;
+    pthread_mutex_lock(&s->mu);
+    if (s->state == SLOT_DONE || s->cancelled) {
+        /* Nobody will read it any more: swallow it. */
+        pthread_mutex_unlock(&s->mu);
+        return len;
+    }
+    if (!s->in_buf) {
+        s->in_cap = P.cfg.body_buffer_bytes;
+        s->in_buf = malloc(s->in_cap);
+        if (!s->in_buf) abort();
+    }
+    if (s->in_start > 0 && s->in_end + len > s->in_cap) {
+        memmove(s->in_buf, s->in_buf + s->in_start, s->in_end - s->in_start);
+        s->in_end -= s->in_start;
+        s->in_start = 0;
+    }
+    size_t room = s->in_cap - s->in_end;
+    size_t take = len < room ? len : room;
+    memcpy(s->in_buf + s->in_end, data, take);
+    s->in_end += take;
+    if (take < len) {
+        s->in_want_space = true;
+    } else if (eof) {
+        s->in_eof = true;
+    }
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    return take;
+}
+
+/* read_post: fills buf completely unless the body ends, since PHP takes a short read as EOF. */
+size_t pg_slot_read_body(pg_slot *s, char *buf, size_t count) {
+    size_t got = 0;
+    bool notify = false;
+    pthread_mutex_lock(&s->mu);
+    while (got < count) {
+        size_t avail = s->in_end - s->in_start;
+        if (avail == 0) {
+            if (s->in_eof || s->cancelled) break;
+            if (s->in_want_space) {
+                /* Tell Python now, or it would never send the bytes we are waiting for. */
+                s->in_want_space = false;
+                pthread_mutex_unlock(&s->mu);
+                pg_push_event(s->handle, PG_EV_BODY_SPACE, 0, 0, NULL, 0);
+                pthread_mutex_lock(&s->mu);
+                continue;
+            }
+            pthread_cond_wait(&s->cv, &s->mu);
+            continue;
+        }
+        size_t n = count - got < avail ? count - got : avail;
+        memcpy(buf + got, s->in_buf + s->in_start, n);
+        s->in_start += n;
+        got += n;
+        if (s->in_start == s->in_end) s->in_start = s->in_end = 0;
+    }
+    if (s->in_want_space && s->in_end - s->in_start < s->in_cap / 2) {
+        s->in_want_space = false;
+        notify = true;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (notify) pg_push_event(s->handle, PG_EV_BODY_SPACE, 0, 0, NULL, 0);
+    return got;
+}
+
+bool pg_slot_reserve_output(pg_slot *s, size_t len) {
+    pthread_mutex_lock(&s->mu);
+    /* One write may overshoot the credit; the next waits until Python catches up. */
+    while (s->out_inflight >= s->out_limit && !s->cancelled) pthread_cond_wait(&s->cv, &s->mu);
+    bool ok = !s->cancelled;
+    if (ok) s->out_inflight += len;
+    pthread_mutex_unlock(&s->mu);
+    return ok;
+}
+
+void pg_slot_finish(pg_slot *s) {
+    pthread_mutex_lock(&s->mu);
+    bool first = !s->finished;
+    s->finished = true;
+    pthread_mutex_unlock(&s->mu);
+    if (first) pg_push_event(s->handle, PG_EV_FINISH, 0, 0, NULL, 0);
+}
+
+void pg_ack(int64_t handle, size_t n) {
+    pg_slot *s = slot_of(handle);
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->out_inflight = n >= s->out_inflight ? 0 : s->out_inflight - n;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void pg_cancel(int64_t handle) {
+    pg_slot *s = slot_of(handle);
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->cancelled = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void pg_interrupt(int64_t handle) {
+    pg_slot *s = slot_of(handle);
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->cancelled = true;
+    s->interrupted = true;
+    /* Under the slot lock the worker cannot move on to another request meanwhile. */
+    if (s->state == SLOT_RUNNING && s->worker) pg_php_interrupt(s->worker);
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+void pg_release(int64_t handle) {
+    pg_slot *s = slot_of(handle);
+    if (!s || s->state != SLOT_DONE) return;
+    free(s->mem);
+    s->mem = NULL;
+    free(s->in_buf);
+    s->in_buf = NULL;
+    s->state = SLOT_FREE;
+    s->handle = -1;
+    s->gen = (s->gen + 1) & 0x7fffffff;
+    pthread_mutex_lock(&P.mu);
+    int idx = (int)(s - P.slots);
+    s->next_free = P.free_head;
+    P.free_head = idx;
+    pthread_mutex_unlock(&P.mu);
+}
+
+void pg_get_stats(pg_stats *out) {
+    pthread_mutex_lock(&P.mu);
+    out->threads = P.cfg.threads;
+    out->threads_alive = P.alive;
+    out->busy = P.busy;
+    out->queued = P.qlen;
+    out->requests = P.requests;
+    out->fatals = P.fatals;
+    out->rejected = P.rejected;
+    pthread_mutex_unlock(&P.mu);
+}
+
+/* ---- threads --------------------------------------------------------------------- */
+
+static void block_async_signals(sigset_t *old) {
+    sigset_t all;
+    sigfillset(&all);
+    /* Faults must still kill the process; SIGRTMIN drives max_execution_time timers. */
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGABRT);
+    pthread_sigmask(SIG_BLOCK, &all, old);
+}
+
+static void *worker_main(void *arg) {
+    pg_worker *w = arg;
+    char name[16];
+    snprintf(name, sizeof name, "php-%d", w->index);
+    prctl(PR_SET_NAME, name, 0, 0, 0);
+    sigset_t unblock;
+    sigemptyset(&unblock);
+    sigaddset(&unblock, SIGRTMIN);
+    sigaddset(&unblock, pg_kick_signal());
+    pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
+
+    pg_php_thread_begin(w);
+    pthread_mutex_lock(&P.mu);
+    w->alive = true;
+    P.alive++;
+    pthread_cond_broadcast(&P.life_cv);
+    for (;;) {
+        while (P.qlen == 0 && !P.stopping) pthread_cond_wait(&P.work_cv, &P.mu);
+        if (P.qlen == 0) break; /* stopping and nothing left */
+        int idx = P.queue[P.qhead];
+        P.qhead = (P.qhead + 1) % P.qcap;
+        P.qlen--;
+        P.busy++;
+        pthread_mutex_unlock(&P.mu);
+
+        pg_slot *s = &P.slots[idx];
+        pthread_mutex_lock(&s->mu);
+        bool skip = s->cancelled;
+        s->state = SLOT_RUNNING;
+        s->worker = w;
+        pthread_mutex_unlock(&s->mu);
+
+        int flags = 0;
+        if (skip) {
+            pthread_mutex_lock(&s->mu);
+            s->state = SLOT_DONE;
+            s->worker = NULL;
+            pthread_mutex_unlock(&s->mu);
+            flags = PG_DONE_CANCELLED;
+            pg_push_event(s->handle, PG_EV_DONE, 0, flags, NULL, 0);
+        } else {
+            pg_php_run(w, s); /* pushes FINISH and DONE itself */
+        }
+
+        pthread_mutex_lock(&P.mu);
+        P.busy--;
+        P.requests++;
+    }
+    w->alive = false;
+    P.alive--;
+    pthread_mutex_unlock(&P.mu);
+    pg_php_thread_end();
+    return NULL;
+}
+
+void pg_count_fatal(void) {
+    pthread_mutex_lock(&P.mu);
+    P.fatals++;
+    pthread_mutex_unlock(&P.mu);
+}
+
+static void *main_thread(void *arg) {
+    (void)arg;
+    prctl(PR_SET_NAME, "php-main", 0, 0, 0);
+    char err[512] = "";
+    int rc = pg_php_startup(&P.cfg, err, sizeof err);
+
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, P.cfg.thread_stack_bytes);
+    for (int i = 0; rc == 0 && i < P.cfg.threads; i++) {
+        P.workers[i].index = i;
+        if (pthread_create(&P.workers[i].tid, &attr, worker_main, &P.workers[i]) != 0) {
+            snprintf(err, sizeof err, "could not create PHP thread %d: %s", i, strerror(errno));
+            rc = -1;
+        }
+    }
+    pthread_attr_destroy(&attr);
+
+    pthread_mutex_lock(&P.mu);
+    if (rc == 0) {
+        while (P.alive < P.cfg.threads) pthread_cond_wait(&P.life_cv, &P.mu);
+    }
+    P.startup_rc = rc;
+    snprintf(P.startup_err, sizeof P.startup_err, "%s", err);
+    P.started = rc == 0;
+    P.stopped = rc != 0;
+    pthread_cond_broadcast(&P.life_cv);
+    /* The main PHP thread must outlive the request threads: it owns TSRM. */
+    while (rc == 0 && !P.stopping) pthread_cond_wait(&P.life_cv, &P.mu);
+    pthread_mutex_unlock(&P.mu);
+    if (rc != 0) return NULL;
+
+    for (int i = 0; i < P.cfg.threads; i++) pthread_join(P.workers[i].tid, NULL);
+    pg_php_shutdown();
+    pthread_mutex_lock(&P.mu);
+    P.stopped = true;
+    pthread_cond_broadcast(&P.life_cv);
+    pthread_mutex_unlock(&P.mu);
+    return NULL;
+}
+
+int pg_start(const pg_config *cfg, char *err, size_t errlen) {
+    if (P.slots) {
+        snprintf(err, errlen, "the PHP pool is already started in this process");
+        return -1;
+    }
+    if (cfg->threads < 1 || cfg->queue_capacity < 1) {
+        snprintf(err, errlen, "threads and queue_capacity must be at least 1");
+        return -1;
+    }
+    P.cfg = *cfg;
+    P.ini_path = cfg->ini_path ? strdup(cfg->ini_path) : NULL;
+    P.ini_entries = strdup(cfg->ini_entries ? cfg->ini_entries : "");
+    P.cfg.ini_path = P.ini_path;
+    P.cfg.ini_entries = P.ini_entries;
+    if (!P.cfg.body_buffer_bytes) P.cfg.body_buffer_bytes = 256 * 1024;
+    if (!P.cfg.response_buffer_bytes) P.cfg.response_buffer_bytes = 256 * 1024;
+    if (!P.cfg.thread_stack_bytes) P.cfg.thread_stack_bytes = 16 * 1024 * 1024;
+    pg_response_buffer_bytes = P.cfg.response_buffer_bytes;
+
+    pthread_mutex_init(&P.mu, NULL);
+    pthread_mutex_init(&P.ev_mu, NULL);
+    pthread_cond_init(&P.work_cv, NULL);
+    pthread_cond_init(&P.life_cv, NULL);
+    P.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (P.efd < 0) {
+        snprintf(err, errlen, "eventfd: %s", strerror(errno));
+        return -1;
+    }
+    P.qcap = cfg->queue_capacity;
+    P.queue = calloc((size_t)P.qcap, sizeof(int));
+    /* Running + queued + finished-but-not-yet-released requests each hold a slot. */
+    P.nslots = 2 * cfg->threads + cfg->queue_capacity + 64;
+    if (P.nslots > HANDLE_INDEX_MASK) P.nslots = HANDLE_INDEX_MASK;
+    P.slots = calloc((size_t)P.nslots, sizeof(pg_slot));
+    P.workers = calloc((size_t)cfg->threads, sizeof(pg_worker));
+    if (!P.queue || !P.slots || !P.workers) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = P.nslots - 1; i >= 0; i--) {
+        pthread_mutex_init(&P.slots[i].mu, NULL);
+        pthread_cond_init(&P.slots[i].cv, NULL);
+        P.slots[i].handle = -1;
+        P.slots[i].next_free = P.free_head;
+        P.free_head = i;
+    }
+
+    /* Threads inherit this mask: signals stay with Python's main thread. */
+    sigset_t old;
+    block_async_signals(&old);
+    int rc = pthread_create(&P.main_tid, NULL, main_thread, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "could not create the PHP main thread: %s", strerror(rc));
+        return -1;
+    }
+    pthread_mutex_lock(&P.mu);
+    while (!P.started && !P.stopped) pthread_cond_wait(&P.life_cv, &P.mu);
+    rc = P.startup_rc;
+    if (rc != 0) snprintf(err, errlen, "%s", P.startup_err);
+    pthread_mutex_unlock(&P.mu);
+    if (rc != 0) pthread_join(P.main_tid, NULL);
+    return rc;
+}
+
+void pg_stop(void) {
+    pthread_mutex_lock(&P.mu);
+    if (!P.started || P.stopping) {
+        pthread_mutex_unlock(&P.mu);
+        return;
+    }
+    P.stopping = true;
+    pthread_cond_broadcast(&P.work_cv);
+    pthread_cond_broadcast(&P.life_cv);
+    pthread_mutex_unlock(&P.mu);
+    /* Wake requests blocked on a client that will never come back. */
+    for (int i = 0; i < P.nslots; i++) {
+        pg_slot *s = &P.slots[i];
+        pthread_mutex_lock(&s->mu);
+        if (s->state == SLOT_RUNNING || s->state == SLOT_QUEUED) {
+            s->cancelled = true;
+            pthread_cond_broadcast(&s->cv);
+        }
+        pthread_mutex_unlock(&s->mu);
+    }
+    pthread_join(P.main_tid, NULL);
+}

@@ -1,0 +1,115 @@
+"""Builds the request PHP sees: the CGI variables nginx's fastcgi_params (plus
+fastcgi.conf's SCRIPT_FILENAME and snippets/fastcgi-php.conf's PATH_INFO) would pass to
+php-fpm, in the same order. Request headers travel separately; the bridge turns them into
+HTTP_* variables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gateway.php.pool import Headers, PhpRequest
+
+SERVER_SOFTWARE = b"php-gateway"
+_PROTOCOLS = {
+    "1.0": (b"HTTP/1.0", 1000),
+    "1.1": (b"HTTP/1.1", 1001),
+    "2": (b"HTTP/2.0", 2000),
+    "3": (b"HTTP/3.0", 3000),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """Which script runs and how the URL maps onto it (the router's decision)."""
+
+    filename: str  # absolute path: SCRIPT_FILENAME
+    name: str  # URL path of the script: SCRIPT_NAME
+    path_info: str = ""  # URL path after the script name: PATH_INFO
+
+
+def host_and_port(host: bytes, default_port: int) -> tuple[bytes, bytes]:
+    """Splits a Host header into SERVER_NAME and port ("[::1]:8443" included)."""
+    if host.startswith(b"["):
+        end = host.find(b"]")
+        name, rest = host[: end + 1], host[end + 1 :]
+        port = rest[1:] if rest.startswith(b":") else b""
+    else:
+        name, _, port = host.partition(b":")
+    return name, port or str(default_port).encode()
+
+
+def build_request(
+    *,
+    method: bytes,
+    target: bytes,
+    http_version: str,
+    headers: Headers,
+    script: Script,
+    document_root: str,
+    client: tuple[str, int],
+    server: tuple[str, int],
+    tls: bool,
+    content_length: int | None,
+    request_time: float,
+    authority: bytes = b"",
+    extra_vars: list[tuple[bytes, bytes]] | None = None,
+) -> PhpRequest:
+    query = target.partition(b"?")[2]
+    protocol, proto_num = _PROTOCOLS.get(http_version, (b"HTTP/1.1", 1001))
+    content_type = b""
+    host = b""
+    for name, value in headers:
+        if name == b"content-type":
+            content_type = value
+        elif name == b"host":
+            host = value
+    if not host and authority:
+        # HTTP/2 and HTTP/3 carry the host as :authority; PHP apps read HTTP_HOST.
+        host = authority
+        headers = [(b"host", authority), *headers]
+    server_name, _ = host_and_port(host, server[1]) if host else (server[0].encode(), b"")
+    script_name = script.name.encode()
+    path_info = script.path_info.encode()
+    root = document_root.encode()
+    server_vars: list[tuple[bytes, bytes]] = [
+        (b"QUERY_STRING", query),
+        (b"REQUEST_METHOD", method),
+        (b"CONTENT_TYPE", content_type),
+        (b"CONTENT_LENGTH", b"" if content_length is None else str(content_length).encode()),
+        (b"SCRIPT_NAME", script_name),
+        (b"REQUEST_URI", target),
+        (b"DOCUMENT_URI", script_name + path_info),
+        (b"DOCUMENT_ROOT", root),
+        (b"SERVER_PROTOCOL", protocol),
+        (b"REQUEST_SCHEME", b"https" if tls else b"http"),
+    ]
+    if tls:
+        server_vars.append((b"HTTPS", b"on"))
+    server_vars += [
+        (b"GATEWAY_INTERFACE", b"CGI/1.1"),
+        (b"SERVER_SOFTWARE", SERVER_SOFTWARE),
+        (b"REMOTE_ADDR", client[0].encode()),
+        (b"REMOTE_PORT", str(client[1]).encode()),
+        (b"SERVER_ADDR", server[0].encode()),
+        (b"SERVER_PORT", str(server[1]).encode()),
+        (b"SERVER_NAME", server_name),
+        (b"REDIRECT_STATUS", b"200"),
+        (b"SCRIPT_FILENAME", script.filename.encode()),
+        (b"PATH_INFO", path_info),
+    ]
+    if path_info:
+        server_vars.append((b"PATH_TRANSLATED", root + path_info))
+    server_vars.append((b"PHP_SELF", script_name + path_info))
+    if extra_vars:
+        server_vars += extra_vars
+    return PhpRequest(
+        method=method,
+        request_uri=target,
+        query_string=query,
+        script_filename=script.filename.encode(),
+        server_vars=server_vars,
+        headers=headers,
+        content_length=content_length,
+        request_time=request_time,
+        proto_num=proto_num,
+    )

@@ -1,0 +1,408 @@
+"""The asyncio side of the PHP thread pool.
+
+`PhpPool.submit()` hands a request to the C bridge and returns a `PhpCall`: the caller
+streams the request body in with `write_body()`, awaits `response()` for status and
+headers, then `read()`s body chunks. The bridge wakes the loop through an eventfd; one
+reader callback drains every waiting event in a batch. Response backpressure: a chunk is
+acknowledged to the bridge only when the caller comes back for the next one, so a slow
+client holds the PHP thread in ub_write instead of growing memory here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from gateway.php import binding
+
+Headers = list[tuple[bytes, bytes]]
+
+log = structlog.get_logger("php")
+
+# syslog levels PHP passes to log_message, mapped to our log levels
+_SYSLOG_LEVELS = {0: "critical", 1: "critical", 2: "critical", 3: "error", 4: "warning",
+                  5: "info", 6: "info", 7: "debug"}
+_POLL_BATCH = 256
+
+
+class Overloaded(Exception):
+    """Every PHP thread is busy and the submission queue is full: answer 503."""
+
+
+class PoolStopped(Exception):
+    """The pool is not running (not started yet, or draining)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOptions:
+    threads: int = 4
+    queue_capacity: int = 400
+    ini_path: Path | None = None
+    ini_set: tuple[tuple[str, str], ...] = ()
+    body_buffer_bytes: int = 256 * 1024
+    response_buffer_bytes: int = 256 * 1024
+    thread_stack_bytes: int = 16 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class PhpRequest:
+    """One request as PHP will see it. `server_vars` are the CGI variables (name, value)
+    in the order nginx's fastcgi_params passes them; headers become HTTP_* in C."""
+
+    method: bytes
+    request_uri: bytes
+    query_string: bytes
+    script_filename: bytes
+    server_vars: list[tuple[bytes, bytes]]
+    headers: Headers  # lower-case names, as received
+    content_length: int | None
+    request_time: float
+    proto_num: int = 1001
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    exit_status: int
+    fatal: bool
+    cancelled: bool
+    timed_out: bool
+    bailout: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    threads: int
+    threads_alive: int
+    busy: int
+    queued: int
+    requests: int
+    fatals: int
+    rejected: int
+
+
+@dataclass(eq=False, slots=True)
+class PhpCall:
+    """A request running (or queued) on the pool."""
+
+    handle: int
+    _pool: PhpPool
+    _loop: asyncio.AbstractEventLoop
+    status: int = 0
+    headers: Headers = field(default_factory=list)
+    outcome: Outcome | None = None
+    _head: asyncio.Future[bool] | None = None
+    _chunks: deque[bytes] = field(default_factory=deque)
+    _unacked: int = 0
+    _finished: bool = False  # no more body will come
+    _waiter: asyncio.Future[None] | None = None  # read() waiting for a chunk
+    _space: asyncio.Future[None] | None = None  # write_body() waiting for room
+    _done: asyncio.Future[Outcome] | None = None
+    _body_closed: bool = False
+
+    # --- request body -----------------------------------------------------------------
+
+    async def write_body(self, data: bytes) -> None:
+        """Feeds request-body bytes to PHP; waits while its buffer is full."""
+        view = memoryview(data)
+        lib, ffi = binding.lib, binding.ffi
+        while view and self.outcome is None:
+            taken = lib.pg_body_write(self.handle, ffi.from_buffer(view), len(view), 0)
+            view = view[taken:]
+            if view:
+                self._space = self._loop.create_future()
+                await self._space
+                self._space = None
+
+    def end_body(self) -> None:
+        if not self._body_closed:
+            self._body_closed = True
+            if self.outcome is None:
+                binding.lib.pg_body_write(self.handle, b"", 0, 1)
+
+    # --- response ---------------------------------------------------------------------
+
+    async def response(self) -> tuple[int, Headers] | None:
+        """Status and headers once PHP sends them; None if the script ended without any
+        (start-up failure or a cancelled request)."""
+        if self.status:
+            return self.status, self.headers
+        if self.outcome is not None:
+            return None
+        if self._head is None:
+            self._head = self._loop.create_future()
+        await self._head
+        return (self.status, self.headers) if self.status else None
+
+    async def read(self) -> bytes:
+        """The next body bytes (all chunks waiting, joined); b"" at the end of the body.
+        Calling it again tells the bridge the previous bytes have left."""
+        if self._unacked:
+            binding.lib.pg_ack(self.handle, self._unacked)
+            self._unacked = 0
+        while not self._chunks:
+            if self._finished:
+                return b""
+            self._waiter = self._loop.create_future()
+            await self._waiter
+            self._waiter = None
+        data = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        self._unacked = len(data)
+        return data
+
+    async def wait_done(self) -> Outcome:
+        if self.outcome is not None:
+            return self.outcome
+        if self._done is None:
+            self._done = self._loop.create_future()
+        return await self._done
+
+    def cancel(self) -> None:
+        """The client is gone: PHP stops at its next write (unless ignore_user_abort)."""
+        if self.outcome is None:
+            binding.lib.pg_cancel(self.handle)
+
+    def interrupt(self) -> None:
+        """The gateway's request timeout: stop the script as max_execution_time would."""
+        if self.outcome is None:
+            binding.lib.pg_interrupt(self.handle)
+
+    # --- events from the bridge (called by the pool's reader) --------------------------
+
+    def _wake(self, fut: asyncio.Future[Any] | None, value: Any = None) -> None:
+        if fut is not None and not fut.done():
+            fut.set_result(value)
+
+    def _on_headers(self, status: int, block: bytes) -> None:
+        self.status = status
+        headers = self.headers
+        for line in block.split(b"\0"):
+            name, sep, value = line.partition(b":")
+            if sep:
+                headers.append((name.strip().lower(), value.strip()))
+        self._wake(self._head, True)
+
+    def _on_body(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._wake(self._waiter)
+
+    def _on_finish(self) -> None:
+        self._finished = True
+        self._wake(self._head, False)
+        self._wake(self._waiter)
+
+    def _on_done(self, code: int, flags: int) -> None:
+        lib = binding.lib
+        self.outcome = Outcome(
+            exit_status=code,
+            fatal=bool(flags & lib.PG_DONE_FATAL),
+            cancelled=bool(flags & lib.PG_DONE_CANCELLED),
+            timed_out=bool(flags & lib.PG_DONE_TIMED_OUT),
+            bailout=bool(flags & lib.PG_DONE_BAILOUT),
+        )
+        self._finished = True
+        self._wake(self._head, False)
+        self._wake(self._waiter)
+        self._wake(self._space)
+        self._wake(self._done, self.outcome)
+
+
+class PhpPool:
+    """The process's PHP thread pool (libphp allows one per process)."""
+
+    def __init__(self, options: PoolOptions) -> None:
+        self.options = options
+        self._calls: dict[int, PhpCall] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._fd = -1
+        self._events: Any = None
+        self.started = False
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Starts PHP and its threads; blocks until they serve (tens of milliseconds)."""
+        lib, ffi = binding.lib, binding.ffi
+        opts = self.options
+        ini_entries = build_ini_entries(opts.ini_set)
+        keep = [ffi.new("char[]", ini_entries.encode())]
+        if opts.ini_path is not None:
+            keep.append(ffi.new("char[]", str(opts.ini_path).encode()))
+        cfg = ffi.new(
+            "pg_config *",
+            {
+                "threads": opts.threads,
+                "queue_capacity": opts.queue_capacity,
+                "ini_path": keep[1] if opts.ini_path is not None else ffi.NULL,
+                "ini_entries": keep[0],
+                "body_buffer_bytes": opts.body_buffer_bytes,
+                "response_buffer_bytes": opts.response_buffer_bytes,
+                "thread_stack_bytes": opts.thread_stack_bytes,
+            },
+        )
+        err = ffi.new("char[]", 512)
+        if lib.pg_start(cfg, err, 512) != 0:
+            raise RuntimeError(f"PHP failed to start: {ffi.string(err).decode(errors='replace')}")
+        self._fd = lib.pg_event_fd()
+        self._events = ffi.new("pg_event[]", _POLL_BATCH)
+        self.started = True
+        # Start-up log lines (extension load warnings) are waiting already.
+        self._drain()
+
+    def _attach(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._fd)
+            loop.add_reader(self._fd, self._on_readable)
+            self._loop = loop
+        return loop
+
+    def stop(self) -> None:
+        """Waits for running requests to end, then shuts PHP down."""
+        if not self.started:
+            return
+        self.started = False
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        binding.lib.pg_stop()
+        self._drain()
+
+    def stats(self) -> PoolStats:
+        s = binding.ffi.new("pg_stats *")
+        binding.lib.pg_get_stats(s)
+        return PoolStats(s.threads, s.threads_alive, s.busy, s.queued, s.requests, s.fatals,
+                         s.rejected)
+
+    # --- requests ---------------------------------------------------------------------
+
+    def submit(self, req: PhpRequest) -> PhpCall:
+        loop = self._attach()
+        lib, ffi = binding.lib, binding.ffi
+        content_type = cookie = authorization = None
+        merged = _merge_headers(req.headers)
+        for name, value in merged:
+            if name == b"content-type":
+                content_type = value
+            elif name == b"cookie":
+                cookie = value
+            elif name == b"authorization":
+                authorization = value
+        vars_blob = b"\0".join(b for pair in req.server_vars for b in pair) + b"\0"
+        headers_blob = b"\0".join(b for pair in merged for b in pair) + b"\0" if merged else b""
+        creq = ffi.new(
+            "pg_request *",
+            {
+                "method": req.method,
+                "request_uri": req.request_uri,
+                "query_string": req.query_string,
+                "script_filename": req.script_filename,
+                "content_type": content_type if content_type is not None else ffi.NULL,
+                "content_length": req.content_length if req.content_length is not None else -1,
+                "cookie": cookie if cookie is not None else ffi.NULL,
+                "authorization": authorization if authorization is not None else ffi.NULL,
+                "proto_num": req.proto_num,
+                "request_time": req.request_time,
+                "vars": vars_blob,
+                "vars_len": len(vars_blob),
+                "headers": headers_blob if headers_blob else ffi.NULL,
+                "headers_len": len(headers_blob),
+            },
+        )
+        handle = lib.pg_submit(creq)
+        if handle == lib.PG_OVERLOADED:
+            raise Overloaded("PHP threads busy and the queue is full")
+        if handle < 0:
+            raise PoolStopped("the PHP pool is not running")
+        call = PhpCall(handle, self, loop)
+        self._calls[handle] = call
+        if req.content_length == 0:
+            call.end_body()
+        return call
+
+    # --- bridge events ----------------------------------------------------------------
+
+    def _on_readable(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._fd, 8)
+        self._drain()
+
+    def _drain(self) -> None:
+        lib, ffi = binding.lib, binding.ffi
+        events = self._events
+        calls = self._calls
+        while True:
+            n = lib.pg_poll(events, _POLL_BATCH)
+            for i in range(n):
+                ev = events[i]
+                kind = ev.type
+                handle = ev.handle
+                call = calls.get(handle)
+                if kind == lib.PG_EV_BODY:
+                    if call is not None:
+                        call._on_body(ffi.unpack(ev.data, ev.len))
+                elif kind == lib.PG_EV_HEADERS:
+                    if call is not None:
+                        call._on_headers(ev.code, ffi.unpack(ev.data, ev.len))
+                elif kind == lib.PG_EV_FINISH:
+                    if call is not None:
+                        call._on_finish()
+                elif kind == lib.PG_EV_BODY_SPACE:
+                    if call is not None:
+                        call._wake(call._space)
+                elif kind == lib.PG_EV_LOG:
+                    message = ffi.unpack(ev.data, ev.len).decode("utf-8", "replace")
+                    level = _SYSLOG_LEVELS.get(ev.code, "error")
+                    getattr(log, level)(message, source="php")
+                elif kind == lib.PG_EV_DONE:
+                    calls.pop(handle, None)
+                    if call is not None:
+                        call._on_done(ev.code, ev.flags)
+                    lib.pg_release(handle)
+            if n:
+                lib.pg_free_events(events, n)
+            if n < _POLL_BATCH:
+                return
+
+
+def _merge_headers(headers: Headers) -> Headers:
+    """Repeated header fields joined as nginx does: ", " between values, "; " for cookies
+    (HTTP/2 and HTTP/3 clients send one cookie field per crumb)."""
+    names = {name for name, _ in headers}
+    if len(names) == len(headers):
+        return headers
+    merged: dict[bytes, list[bytes]] = {}
+    for name, value in headers:
+        merged.setdefault(name, []).append(value)
+    out: Headers = []
+    for name, values in merged.items():
+        out.append((name, (b"; " if name == b"cookie" else b", ").join(values)))
+    return out
+
+
+def build_ini_entries(ini_set: tuple[tuple[str, str], ...]) -> str:
+    """INI lines applied after php.ini: what a web SAPI must have, then the user's values."""
+    from gateway.php import _buildinfo  # written at build time: the libphp install
+
+    lines = [
+        f'extension_dir="{_buildinfo.PHP_EXTENSION_DIR}"',
+        "zend_extension=opcache",
+        # $_SERVER stays just-in-time; argv has no meaning for a web request
+        "register_argc_argv=0",
+    ]
+    for key, value in ini_set:
+        lines.append(f"{key}={_quote_ini(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _quote_ini(value: str) -> str:
+    if value == "" or any(c in value for c in ' ;#"=&|^!~()[]{}$'):
+        return '"' + value.replace('"', '\\"') + '"'
+    return value

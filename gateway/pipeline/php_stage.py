@@ -1,0 +1,139 @@
+"""The pipeline stage that runs a PHP script: request in, response out, both streamed.
+
+The request body is pumped into the bridge concurrently with the response (PHP may answer
+before it has read everything); the response body leaves as PHP writes it, and each chunk
+is acknowledged to the bridge only after the connection took it (send_data returned), so
+a slow client holds the PHP thread back instead of filling memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from gateway.php.cgi import Script, build_request
+from gateway.php.pool import Headers, Overloaded, PhpCall, PhpPool, PoolStopped
+from gateway.pipeline.context import RequestContext
+
+log = structlog.get_logger("gateway.php")
+
+# Hop-by-hop or framing fields PHP may emit: the connection layer owns these.
+_DROP = frozenset({b"connection", b"transfer-encoding", b"keep-alive", b"upgrade", b"status"})
+
+
+@dataclass(frozen=True, slots=True)
+class PhpStageOptions:
+    document_root: str
+    request_timeout: float | None = 120.0  # REQUEST_TIMEOUT: 504 past it
+    retry_after: int = 1  # seconds, on 503 when the pool is saturated
+
+
+class PhpStage:
+    def __init__(self, pool: PhpPool, options: PhpStageOptions) -> None:
+        self.pool = pool
+        self.options = options
+
+    async def __call__(self, ctx: RequestContext, script: Script) -> int:
+        """Runs the script for this request; returns the status sent (for logs/metrics)."""
+        req = ctx.request
+        php_req = build_request(
+            method=req.method,
+            target=req.target,
+            http_version=req.http_version,
+            headers=req.headers,
+            script=script,
+            document_root=self.options.document_root,
+            client=ctx.client,
+            server=ctx.server,
+            tls=ctx.tls,
+            content_length=req.content_length,
+            request_time=time.time(),
+            authority=req.authority,
+        )
+        try:
+            call = self.pool.submit(php_req)
+        except Overloaded:
+            return await self._refuse(ctx, 503, b"PHP workers are busy, retry shortly.\n")
+        except PoolStopped:
+            return await self._refuse(ctx, 503, b"The server is shutting down.\n")
+
+        pump: asyncio.Task[None] | None = None
+        if req.has_body and req.content_length != 0:
+            pump = asyncio.create_task(self._pump_body(ctx, call))
+        else:
+            call.end_body()
+        try:
+            timeout = self.options.request_timeout
+            async with asyncio.timeout(timeout):
+                return await self._relay(ctx, call)
+        except TimeoutError:
+            call.interrupt()
+            log.warning("request timeout", uri=req.target.decode("latin-1"),
+                        timeout=self.options.request_timeout)
+            if call.status == 0:
+                return await self._refuse(ctx, 504, b"The PHP script took too long.\n")
+            raise
+        except (ConnectionError, asyncio.CancelledError):
+            call.cancel()
+            raise
+        finally:
+            if pump is not None and not pump.done():
+                pump.cancel()
+
+    async def _relay(self, ctx: RequestContext, call: PhpCall) -> int:
+        head = await call.response()
+        if head is None:
+            outcome = await call.wait_done()
+            log.error("script ended without a response", outcome=str(outcome))
+            return await self._refuse(ctx, 500, b"")
+        status, headers = head
+        status, headers = _clean_headers(status, headers)
+        await ctx.send_response(status, headers)
+        if ctx.request.method != b"HEAD":
+            while data := await call.read():
+                await ctx.send_data(data)
+        await ctx.end()
+        return status
+
+    async def _pump_body(self, ctx: RequestContext, call: PhpCall) -> None:
+        try:
+            while (chunk := await ctx.receive()) is not None:
+                if chunk:
+                    await call.write_body(chunk)
+                if call.outcome is not None:
+                    return
+        except ConnectionError:
+            call.cancel()
+            return
+        call.end_body()
+
+    async def _refuse(self, ctx: RequestContext, status: int, body: bytes) -> int:
+        headers: Headers = [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode())]
+        if status == 503:
+            headers.append((b"retry-after", str(self.options.retry_after).encode()))
+        with contextlib.suppress(ConnectionError):
+            await ctx.send_response(status, headers)
+            if body and ctx.request.method != b"HEAD":
+                await ctx.send_data(body)
+            await ctx.end()
+        return status
+
+
+def _clean_headers(status: int, headers: Headers) -> tuple[int, Headers]:
+    """Applies a CGI `Status:` header (php-fpm honours it) and drops hop-by-hop fields."""
+    if not any(name in _DROP for name, _ in headers):
+        return status, headers
+    kept: Headers = []
+    for name, value in headers:
+        if name == b"status":
+            code = value.split(b" ", 1)[0]
+            if code.isdigit() and 100 <= int(code) <= 999:
+                status = int(code)
+        elif name not in _DROP:
+            kept.append((name, value))
+    return status, kept

@@ -1,0 +1,74 @@
+"""Events between the sans-IO protocol adapters and the per-request pipeline.
+
+The adapters (http1, http2, http3) turn bytes into these events and serialise the
+pipeline's answers; they never touch sockets. Every event carries the stream id
+(always 1 on HTTP/1.1, the h2/h3 stream id otherwise).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    stream_id: int
+    method: bytes
+    target: bytes  # raw request-target as sent: path plus optional ?query
+    headers: Headers  # lower-case names, in arrival order
+    http_version: str  # "1.0", "1.1", "2", "3"
+    authority: bytes = b""  # :authority on h2/h3, Host on HTTP/1
+    scheme: str = "http"
+    # Content-Length if the request declared one, None for chunked / h2 / h3 without it
+    content_length: int | None = None
+    has_body: bool = True  # False when the request is known to carry no body
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndBody:
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReset:
+    """The peer abandoned the stream (h2/h3 RST_STREAM, or the connection went away)."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolError:
+    """Malformed input. The adapter has already queued the error response (if any)."""
+
+    status: int
+    reason: str
+    close: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    stream_id: int
+    status: int
+    headers: Headers = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Data:
+    stream_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndData:
+    stream_id: int
+
+
+Event = Request | Body | EndBody | StreamReset | ProtocolError

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Builds PHP 8.4 ZTS (embed SAPI as libphp.so) from Debian's php8.4 source package into a
+# cache prefix keyed by PHP series + configure flags. A second run finds the finished prefix
+# and only prints it. Prints the prefix path as the last line of stdout.
+#
+#   PHP_GATEWAY_CACHE   cache root (default ~/.cache/php-gateway)
+#   PHP_SERIES          8.4 (default) or 8.2 (bookworm fallback)
+#   PHP_BUILD_JOBS      make -j (default: nproc)
+set -euo pipefail
+
+series=${PHP_SERIES:-8.4}
+cache=${PHP_GATEWAY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/php-gateway}
+jobs=${PHP_BUILD_JOBS:-$(nproc)}
+script_rev=3   # bump when the build steps change in a way that needs a rebuild
+
+# Extensions Laravel, Symfony and WordPress need; see docs/configuration.md.
+configure_flags=(
+  --enable-embed=shared --enable-zts --disable-zend-signals --enable-zend-max-execution-timers
+  --disable-cgi --disable-phpdbg
+  --enable-opcache
+  --enable-bcmath --enable-calendar --enable-ctype --with-curl --enable-dom --enable-exif
+  --enable-fileinfo --enable-filter --enable-gd --with-jpeg --with-webp --with-freetype
+  --with-iconv --enable-intl --enable-mbstring --with-mysqli=mysqlnd --enable-mysqlnd
+  --with-openssl --with-pdo-mysql=mysqlnd --with-pdo-pgsql --with-pdo-sqlite --with-sqlite3
+  --enable-session --enable-simplexml --with-sodium --enable-tokenizer --enable-xml
+  --enable-xmlreader --enable-xmlwriter --with-zip --with-zlib --enable-sockets
+  --with-password-argon2 --enable-pcntl
+)
+build_deps=(
+  build-essential autoconf bison re2c pkg-config dpkg-dev xz-utils
+  libxml2-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev libonig-dev libpng-dev
+  libjpeg-dev libwebp-dev libfreetype6-dev libicu-dev libzip-dev libsodium-dev libpq-dev
+  zlib1g-dev libargon2-dev
+)
+
+key=$(printf '%s\n' "$series" "$script_rev" "${configure_flags[@]}" | sha256sum | cut -c1-12)
+prefix="$cache/php-$series-zts-$key"
+log() { echo "build-php: $*" >&2; }
+
+if [ -f "$prefix/.complete" ]; then
+  log "cached: $(cat "$prefix/.complete") in $prefix"
+  echo "$prefix"
+  exit 0
+fi
+
+need_apt_update=0
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+
+if [ "$series" = "8.4" ]; then
+  # php8.4 comes from trixie's source package; bookworm's own apt lists stay in charge of binaries.
+  src_list=/etc/apt/sources.list.d/php-gateway-trixie-src.sources
+  if [ ! -f "$src_list" ]; then
+    "${sudo_cmd[@]}" tee "$src_list" >/dev/null <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    need_apt_update=1
+  fi
+elif [ "$series" = "8.2" ]; then
+  src_list=/etc/apt/sources.list.d/php-gateway-bookworm-src.sources
+  if [ ! -f "$src_list" ]; then
+    "${sudo_cmd[@]}" tee "$src_list" >/dev/null <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian http://deb.debian.org/debian-security
+Suites: bookworm bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    need_apt_update=1
+  fi
+else
+  log "PHP_SERIES must be 8.4 or 8.2, got '$series'"
+  exit 2
+fi
+
+missing=()
+for p in "${build_deps[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "$need_apt_update" = 1 ] || [ ${#missing[@]} -gt 0 ] || ! apt-cache showsrc "php$series" >/dev/null 2>&1 \
+   || [ -z "$(apt-cache showsrc "php$series" 2>/dev/null)" ]; then
+  log "apt-get update"
+  "${sudo_cmd[@]}" apt-get update -qq || log "apt-get update reported errors (continuing)"
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+  log "installing build dependencies: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+
+version=$(apt-cache showsrc "php$series" | awk '/^Version:/ {print $2}' | sort -V | tail -1)
+[ -n "$version" ] || { log "no php$series source package found"; exit 1; }
+upstream=${version%%-*}
+work="$cache/src/php$series-$version"
+mkdir -p "$work"
+if [ ! -f "$work/.unpacked" ]; then
+  log "fetching php$series $version source"
+  (cd "$work" && rm -rf ./* && apt-get source -qq "php$series=$version" >&2)
+  touch "$work/.unpacked"
+fi
+srcdir=$(find "$work" -maxdepth 1 -mindepth 1 -type d -name "php$series-*" | head -1)
+[ -n "$srcdir" ] || { log "unpacked source directory not found in $work"; exit 1; }
+
+build="$work/build-$key"
+rm -rf "$build" && mkdir -p "$build"
+cd "$srcdir"
+# Debian's patches touch config.m4 files; regenerate configure from them.
+if [ ! -f .buildconf-$key ]; then
+  PHP_AUTOCONF=autoconf PHP_AUTOHEADER=autoheader ./buildconf --force >&2
+  touch .buildconf-$key
+fi
+cd "$build"
+log "configuring into $prefix"
+"$srcdir/configure" --prefix="$prefix" --with-config-file-path="$prefix/etc" \
+  --with-config-file-scan-dir="$prefix/etc/conf.d" "${configure_flags[@]}" \
+  CFLAGS="-O2 -g -fno-omit-frame-pointer" >"$build/configure.log" 2>&1 \
+  || { tail -40 "$build/configure.log" >&2; exit 1; }
+log "compiling with -j$jobs (takes 10-20 minutes on 2 cores)"
+make -j"$jobs" >"$build/make.log" 2>&1 || { tail -40 "$build/make.log" >&2; exit 1; }
+rm -rf "$prefix"
+make install >"$build/install.log" 2>&1 || { tail -40 "$build/install.log" >&2; exit 1; }
+mkdir -p "$prefix/etc/conf.d"
+ln -sfn "$srcdir" "$prefix/source"   # php-src on disk, for reading SAPI internals
+echo "php $upstream ($version) zts flags-key $key" >"$prefix/.complete"
+log "done: $prefix"
+echo "$prefix"

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages php-gateway's tests and tools use, only those missing.
+# Usage: scripts/install-system-deps.sh [runtime|test|bench]   (default: test)
+set -euo pipefail
+profile=${1:-test}
+runtime=(ca-certificates python3-venv libxml2 libsqlite3-0 libssl3 libcurl4 libonig5 libpng16-16
+         libjpeg62-turbo libwebp7 libfreetype6 libicu72 libzip4 libsodium23 libpq5 libargon2-1)
+test_tools=(curl nghttp2-client ngtcp2-client wrk)
+bench_tools=(nginx-light php8.2-fpm mariadb-server linux-perf)
+case "$profile" in
+  runtime) want=("${runtime[@]}") ;;
+  test) want=("${runtime[@]}" "${test_tools[@]}") ;;
+  bench) want=("${runtime[@]}" "${test_tools[@]}" "${bench_tools[@]}") ;;
+  *) echo "install-system-deps: unknown profile '$profile' (runtime|test|bench)" >&2; exit 2 ;;
+esac
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+echo "install-system-deps: installing ${missing[*]}" >&2
+"${sudo_cmd[@]}" apt-get update -qq || echo "install-system-deps: apt-get update reported errors (continuing)" >&2
+DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2

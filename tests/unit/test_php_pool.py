@@ -1,0 +1,165 @@
+"""The pool itself: failure containment, concurrency, overload, OPcache, INI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from typing import Any
+
+import pytest
+import structlog
+from conftest import POOL_QUEUE, POOL_THREADS, REPO, php_request
+
+from gateway.php.pool import Overloaded
+
+Runner = Any
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("fatal", "Call to undefined function undefined_function_xyz()"),
+        ("exception", "Uncaught RuntimeException: boom"),
+        ("memory", "Allowed memory size"),
+        ("time", "Maximum execution time of 1 second exceeded"),
+        ("parse", "syntax error"),
+    ],
+)
+async def test_fatal_errors_answer_500_and_log(php: Runner, kind: str, message: str) -> None:
+    with structlog.testing.capture_logs() as logs:
+        r = await php("fail.php", query=f"kind={kind}")
+    assert r.status == 500
+    assert b"not reached" not in r.body
+    assert r.outcome.fatal
+    assert any(message in entry["event"] for entry in logs), logs
+
+
+async def test_exit_keeps_status_like_php_fpm(php: Runner) -> None:
+    r = await php("fail.php", query="kind=exit")
+    assert (r.status, r.body) == (200, b"bye")
+    assert r.outcome.exit_status == 3
+    assert not r.outcome.fatal
+
+
+async def test_fatal_after_output_keeps_status(php: Runner) -> None:
+    r = await php("fail.php", query="kind=late_fatal")
+    assert r.status == 200  # headers were already sent
+    assert r.body == b"partial output"
+    assert r.outcome.fatal
+
+
+async def test_thousand_failures_leave_every_thread_serving(php: Runner, php_pool: Any) -> None:
+    kinds = ["fatal", "exception", "exit", "parse"]
+    before = php_pool.stats()
+    for start in range(0, 1000, POOL_QUEUE):
+        batch = [php("fail.php", query=f"kind={kinds[i % 4]}") for i in range(start, start + POOL_QUEUE)]
+        for r in await asyncio.gather(*batch):
+            assert r.status in (200, 500)
+    stats = php_pool.stats()
+    assert stats.requests - before.requests == 1000
+    assert stats.fatals - before.fatals == 750
+    assert stats.threads_alive == POOL_THREADS
+    # and all four threads still run scripts, side by side
+    t0 = time.monotonic()
+    results = await asyncio.gather(*[php("sleep.php", query="s=0.5") for _ in range(POOL_THREADS)])
+    assert [r.body for r in results] == [b"slept 0.5"] * POOL_THREADS
+    assert time.monotonic() - t0 < 0.95
+
+
+async def test_four_threads_run_four_sleeps_at_once(php: Runner) -> None:
+    t0 = time.monotonic()
+    results = await asyncio.gather(*[php("sleep.php", query="s=1") for _ in range(4)])
+    elapsed = time.monotonic() - t0
+    assert all(r.status == 200 and r.body == b"slept 1" for r in results)
+    assert 0.95 < elapsed < 1.8, elapsed
+
+
+async def test_full_queue_fails_at_once(php_pool: Any) -> None:
+    calls = []
+    for _ in range(POOL_THREADS + POOL_QUEUE):
+        c = php_pool.submit(php_request("sleep.php", query="s=0.5"))
+        c.end_body()
+        calls.append(c)
+    t0 = time.monotonic()
+    with pytest.raises(Overloaded):
+        php_pool.submit(php_request("hello.php"))
+    assert time.monotonic() - t0 < 0.05
+    assert php_pool.stats().rejected >= 1
+    for c in calls:
+        await c.wait_done()
+    # capacity is back once they are done
+    c = php_pool.submit(php_request("hello.php"))
+    c.end_body()
+    assert (await c.response())[0] == 200
+    await c.wait_done()
+
+
+async def test_interrupt_stops_a_busy_script(php_pool: Any) -> None:
+    call = php_pool.submit(php_request("sleep.php", query="s=20"))
+    call.end_body()
+    await asyncio.sleep(0.2)
+    t0 = time.monotonic()
+    call.interrupt()
+    outcome = await call.wait_done()
+    assert outcome.timed_out
+    assert time.monotonic() - t0 < 2
+
+
+async def test_cancel_ends_a_streaming_script(php_pool: Any) -> None:
+    call = php_pool.submit(php_request("stream.php", query="n=100&ms=50"))
+    call.end_body()
+    await call.response()
+    await call.read()
+    call.cancel()
+    outcome = await asyncio.wait_for(call.wait_done(), 3)
+    assert outcome.cancelled
+
+
+async def test_opcache_active_and_ini_loaded(php: Runner) -> None:
+    await php("opcache.php")
+    r = await php("opcache.php")
+    d = json.loads(r.body)
+    assert d["enabled"] is True
+    assert d["cached"] >= 1
+    assert d["sapi"] == "fpm-fcgi"
+    assert d["zts"] is True
+    assert d["version"].startswith("8.4.")
+    assert d["ini"]["date.timezone"] == "UTC"  # from gateway/php/php.ini
+    assert d["ini"]["max_execution_time"] == "30"  # an INI override from the pool options
+    for ext in ["ctype", "curl", "dom", "exif", "fileinfo", "filter", "gd", "iconv", "intl",
+                "mbstring", "mysqli", "openssl", "pdo_mysql", "pdo_pgsql", "pdo_sqlite",
+                "sqlite3", "session", "SimpleXML", "sodium", "tokenizer", "xml", "xmlreader",
+                "xmlwriter", "zip", "zlib", "bcmath", "Zend OPcache"]:
+        assert ext in d["extensions"], ext
+
+
+def test_jit_and_ini_overrides_in_a_fresh_process() -> None:
+    """A second configuration needs its own process: libphp starts once per process."""
+    script = textwrap.dedent(
+        """
+        import asyncio, json, sys
+        sys.path.insert(0, %r)
+        from conftest import run_php, REPO
+        from gateway.php.pool import PhpPool, PoolOptions
+        pool = PhpPool(PoolOptions(threads=1, queue_capacity=2,
+            ini_path=REPO / "gateway" / "php" / "php.ini",
+            ini_set=(("opcache.jit", "tracing"), ("memory_limit", "77M"))))
+        pool.start()
+        async def main():
+            r = await run_php(pool, "opcache.php")
+            print(r.body.decode())
+        asyncio.run(main())
+        pool.stop()
+        """
+    ) % str(REPO / "tests")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=REPO, timeout=60)
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout.strip().splitlines()[-1])
+    assert d["jit"] is True
+    assert d["enabled"] is True
+    assert d["ini"]["memory_limit"] == "77M"
