@@ -192,6 +192,21 @@ int64_t pg_submit(const pg_request *req) {
     return handle;
 }
 
+int64_t pg_submit_args(const char *method, const char *request_uri, const char *query_string,
+                       const char *script_filename, const char *content_type,
+                       int64_t content_length, const char *cookie, const char *authorization,
+                       int proto_num, double request_time, const char *vars, size_t vars_len,
+                       const char *headers, size_t headers_len) {
+    pg_request r = {
+        .method = method, .request_uri = request_uri, .query_string = query_string,
+        .script_filename = script_filename, .content_type = content_type,
+        .content_length = content_length, .cookie = cookie, .authorization = authorization,
+        .proto_num = proto_num, .request_time = request_time, .vars = vars,
+        .vars_len = vars_len, .headers = headers, .headers_len = headers_len,
+    };
+    return pg_submit(&r);
+}
+
 size_t pg_body_write(int64_t handle, const char *data, size_t len, int eof) {
     pg_slot *s = slot_of(handle);
     if (!s) return len;

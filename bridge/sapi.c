@@ -190,7 +190,6 @@ static sapi_module_struct pg_sapi_module = {
     .register_server_variables = pg_register_variables,
     .log_message = pg_log_message,
     .get_request_time = pg_get_request_time,
-    STANDARD_SAPI_MODULE_PROPERTIES,
 };
 
 static void kick_handler(int sig) { (void)sig; /* only interrupts blocking system calls */ }

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import ctypes
+import os
 from typing import Any
 
 try:
+    from gateway.php import _buildinfo
+
+    # OPcache is a shared extension that needs libphp's symbols: load libphp globally
+    # before the bridge module (Python's dlopen default is RTLD_LOCAL).
+    ctypes.CDLL(os.path.join(_buildinfo.PHP_PREFIX, "lib", "libphp.so"), mode=ctypes.RTLD_GLOBAL)
+
     from gateway.php._phpbridge import ffi as _ffi
     from gateway.php._phpbridge import lib as _lib
 except ImportError as exc:  # pragma: no cover - only without a build

@@ -17,7 +17,11 @@ from cffi import FFI
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 SOURCES = [ROOT / "bridge" / "pool.c", ROOT / "bridge" / "sapi.c", ROOT / "ext" / "gateway_ext.c"]
-HEADERS = [ROOT / "bridge" / "bridge.h", ROOT / "bridge" / "internal.h", ROOT / "ext" / "php_gateway_ext.h"]
+HEADERS = [
+    ROOT / "bridge" / "bridge.h",
+    ROOT / "bridge" / "internal.h",
+    ROOT / "ext" / "php_gateway_ext.h",
+]
 STAMP = HERE / ".bridge-stamp"
 CFLAGS = ["-O2", "-g", "-fno-omit-frame-pointer", "-Wall", "-Wno-unused-parameter"]
 
@@ -54,7 +58,10 @@ typedef struct pg_stats {
 #define PG_STOPPED -2
 int pg_start(const pg_config *cfg, char *err, size_t errlen);
 int pg_event_fd(void);
-int64_t pg_submit(const pg_request *req);
+int64_t pg_submit_args(const char *method, const char *request_uri, const char *query_string,
+    const char *script_filename, const char *content_type, int64_t content_length,
+    const char *cookie, const char *authorization, int proto_num, double request_time,
+    const char *vars, size_t vars_len, const char *headers, size_t headers_len);
 size_t pg_body_write(int64_t handle, const char *data, size_t len, int eof);
 void pg_ack(int64_t handle, size_t n);
 void pg_cancel(int64_t handle);
@@ -94,7 +101,7 @@ def build(prefix: Path) -> Path:
     ffi.set_source(
         "gateway.php._phpbridge",
         '#include "bridge.h"',
-        sources=[str(p.relative_to(ROOT)) for p in SOURCES],
+        sources=[str(p) for p in SOURCES],
         include_dirs=[str(ROOT / "bridge"), str(ROOT / "ext"), *includes],
         define_macros=[("ZTS", "1"), ("ZEND_ENABLE_STATIC_TSRMLS_CACHE", "1")],
         libraries=["php"],

@@ -297,26 +297,23 @@ class PhpPool:
                 authorization = value
         vars_blob = b"\0".join(b for pair in req.server_vars for b in pair) + b"\0"
         headers_blob = b"\0".join(b for pair in merged for b in pair) + b"\0" if merged else b""
-        creq = ffi.new(
-            "pg_request *",
-            {
-                "method": req.method,
-                "request_uri": req.request_uri,
-                "query_string": req.query_string,
-                "script_filename": req.script_filename,
-                "content_type": content_type if content_type is not None else ffi.NULL,
-                "content_length": req.content_length if req.content_length is not None else -1,
-                "cookie": cookie if cookie is not None else ffi.NULL,
-                "authorization": authorization if authorization is not None else ffi.NULL,
-                "proto_num": req.proto_num,
-                "request_time": req.request_time,
-                "vars": vars_blob,
-                "vars_len": len(vars_blob),
-                "headers": headers_blob if headers_blob else ffi.NULL,
-                "headers_len": len(headers_blob),
-            },
+        null = ffi.NULL
+        handle = lib.pg_submit_args(
+            req.method,
+            req.request_uri,
+            req.query_string,
+            req.script_filename,
+            null if content_type is None else content_type,
+            -1 if req.content_length is None else req.content_length,
+            null if cookie is None else cookie,
+            null if authorization is None else authorization,
+            req.proto_num,
+            req.request_time,
+            vars_blob,
+            len(vars_blob),
+            headers_blob or null,
+            len(headers_blob),
         )
-        handle = lib.pg_submit(creq)
         if handle == lib.PG_OVERLOADED:
             raise Overloaded("PHP threads busy and the queue is full")
         if handle < 0:

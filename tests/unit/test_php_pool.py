@@ -56,7 +56,8 @@ async def test_thousand_failures_leave_every_thread_serving(php: Runner, php_poo
     kinds = ["fatal", "exception", "exit", "parse"]
     before = php_pool.stats()
     for start in range(0, 1000, POOL_QUEUE):
-        batch = [php("fail.php", query=f"kind={kinds[i % 4]}") for i in range(start, start + POOL_QUEUE)]
+        batch = [php("fail.php", query=f"kind={kinds[i % 4]}")
+                 for i in range(start, start + POOL_QUEUE)]
         for r in await asyncio.gather(*batch):
             assert r.status in (200, 500)
     stats = php_pool.stats()

@@ -133,7 +133,6 @@ async def test_basic_auth(php: Runner) -> None:
     assert s["PHP_AUTH_USER"] == "alice"
     assert s["PHP_AUTH_PW"] == "s3cr:et"
     assert s["HTTP_AUTHORIZATION"] == f"Basic {token}"
-    assert s["AUTH_TYPE"] == "Basic"
 
 
 async def test_getallheaders(php: Runner) -> None:
@@ -165,7 +164,8 @@ async def test_multipart_upload_registered_and_removed(php: Runner, tmp_path: Pa
 
     one = os.urandom(300_000)
     two = b"hello\x00world"
-    body, ctype = multipart({"title": "two files"}, {"f1": ("one.bin", one), "f2": ("two.txt", two)})
+    files = {"f1": ("one.bin", one), "f2": ("two.txt", two)}
+    body, ctype = multipart({"title": "two files"}, files)
     r = await php("upload.php", body, method="POST", query=f"dest={tmp_path}",
                   headers=[(b"content-type", ctype)])
     assert r.status == 200
