@@ -9,7 +9,6 @@ a slow client holds the PHP thread back instead of filling memory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import structlog
 from gateway.php.cgi import Script, build_request
 from gateway.php.pool import Headers, Overloaded, PhpCall, PhpPool, PoolStopped
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.responses import respond
 
 log = structlog.get_logger("gateway.php")
 
@@ -27,7 +27,6 @@ _DROP = frozenset({b"connection", b"transfer-encoding", b"keep-alive", b"upgrade
 
 @dataclass(frozen=True, slots=True)
 class PhpStageOptions:
-    document_root: str
     request_timeout: float | None = 120.0  # REQUEST_TIMEOUT: 504 past it
     retry_after: int = 1  # seconds, on 503 when the pool is saturated
 
@@ -37,7 +36,7 @@ class PhpStage:
         self.pool = pool
         self.options = options
 
-    async def __call__(self, ctx: RequestContext, script: Script) -> int:
+    async def __call__(self, ctx: RequestContext, script: Script, document_root: str) -> int:
         """Runs the script for this request; returns the status sent (for logs/metrics)."""
         req = ctx.request
         php_req = build_request(
@@ -46,7 +45,7 @@ class PhpStage:
             http_version=req.http_version,
             headers=req.headers,
             script=script,
-            document_root=self.options.document_root,
+            document_root=document_root,
             client=ctx.client,
             server=ctx.server,
             tls=ctx.tls,
@@ -112,17 +111,8 @@ class PhpStage:
         call.end_body()
 
     async def _refuse(self, ctx: RequestContext, status: int, body: bytes) -> int:
-        headers: Headers = [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode())]
-        if status == 503:
-            headers.append((b"retry-after", str(self.options.retry_after).encode()))
-        with contextlib.suppress(ConnectionError):
-            await ctx.send_response(status, headers)
-            if body and ctx.request.method != b"HEAD":
-                await ctx.send_data(body)
-            await ctx.end()
-        return status
-
+        extra = [(b"retry-after", str(self.options.retry_after).encode())] if status == 503 else []
+        return await respond(ctx, status, body, extra)
 
 def _clean_headers(status: int, headers: Headers) -> tuple[int, Headers]:
     """Applies a CGI `Status:` header (php-fpm honours it) and drops hop-by-hop fields."""

@@ -1,0 +1,607 @@
+"""Start-up configuration: one table of options, each a CLI flag and an environment variable.
+
+Names and meanings follow tokio_php where it has the option, so its users move over
+unchanged. Precedence: flag > environment variable > default. An empty environment
+variable counts as unset. A malformed or out-of-range value raises `ConfigError` naming
+both the flag and the variable. docs/configuration.md is generated from `OPTIONS` by
+`options_markdown()` (`python -m gateway.config`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, NoReturn
+
+import gateway
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+DEFAULT_PHP_INI = Path(gateway.__file__).parent / "php" / "php.ini"
+
+
+class ConfigError(Exception):
+    """A configuration value was refused; str() names the flag and the variable."""
+
+    def __init__(self, option: str, message: str) -> None:
+        super().__init__(option, message)
+        self.option = option  # environment-variable name, "" for command-line syntax errors
+        self.message = message
+
+    def __str__(self) -> str:
+        if not self.option:
+            return f"command line: {self.message}"
+        return f"{flag_for(self.option)} / {self.option}: {self.message}"
+
+
+class HostPort(NamedTuple):
+    host: str  # literal IP or host name, IPv6 without brackets
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def flag_for(env: str) -> str:
+    return "--" + env.lower().replace("_", "-")
+
+
+# ---------------------------------------------------------------- value parsers
+# Each takes the stripped text and returns the value or raises ValueError(reason).
+
+
+def _integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise ValueError(_expect_int(minimum, maximum)) from None
+        if value < minimum or (maximum is not None and value > maximum):
+            raise ValueError(_expect_int(minimum, maximum))
+        return value
+
+    return parse
+
+
+def _expect_int(minimum: int, maximum: int | None) -> str:
+    if maximum is not None:
+        return f"must be an integer from {minimum} to {maximum}"
+    if minimum in (0, 1):
+        return "must be a positive integer" if minimum else "must be a non-negative integer"
+    return f"must be an integer >= {minimum}"
+
+
+def _seconds(text: str) -> float:
+    value = _non_negative_seconds(text)
+    if value == 0:
+        raise ValueError("must be a number of seconds > 0")
+    return value
+
+
+def _non_negative_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise ValueError("must be a number of seconds >= 0")
+    return value
+
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdwy]?)")
+
+
+def _parse_duration(text: str) -> float:
+    """'90', '90s', '2m', '1h30m', '1d', '1w', '1y' -> seconds (tokio_php's units)."""
+    low = text.lower()
+    pos, total = 0, 0.0
+    while pos < len(low):
+        match = _DURATION_PART.match(low, pos)
+        if match is None or (not match.group(2) and match.end() != len(low)):
+            raise ValueError("must be a duration like 30s, 2m, 1h, 1d, 1w, 1y or 'off'")
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
+        pos = match.end()
+    if not low:
+        raise ValueError("must be a duration like 30s, 2m, 1h, 1d, 1w, 1y or 'off'")
+    return total
+
+
+def _timeout_or_off(text: str) -> float | None:
+    if text.lower() == "off":
+        return None
+    value = _parse_duration(text)
+    if value <= 0:
+        raise ValueError("must be a duration > 0 (use 'off' to disable)")
+    return value
+
+
+def _ttl_or_off(text: str) -> int | None:
+    if text.lower() == "off":
+        return None
+    return int(_parse_duration(text))
+
+
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _size(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        match = _SIZE.fullmatch(text)
+        if match is None:
+            raise ValueError("must be a size in bytes with an optional K, M or G suffix")
+        value = int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum} bytes")
+        return value
+
+    return parse
+
+
+_TRUE = {"1", "true", "on", "yes"}
+_FALSE = {"0", "false", "off", "no"}
+
+
+def _boolean(text: str) -> bool:
+    low = text.lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise ValueError("must be one of 0/1, true/false, on/off, yes/no")
+
+
+def _auto_boolean(text: str) -> bool | None:
+    return None if text.lower() == "auto" else _boolean(text)
+
+
+def _choice(
+    choices: Sequence[str], aliases: Mapping[str, str] | None = None
+) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        low = text.lower()
+        low = (aliases or {}).get(low, low)
+        if low not in choices:
+            raise ValueError("must be one of " + ", ".join(choices))
+        return low
+
+    return parse
+
+
+def _address(text: str) -> HostPort:
+    """host:port, [v6]:port or :port (all IPv4 interfaces)."""
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep or not host:
+            raise ValueError("must be host:port, [ipv6]:port or :port")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"'{host}' is not an IPv6 address") from None
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError("must be host:port, [ipv6]:port or :port")
+        host = host or "0.0.0.0"
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError("port must be an integer from 0 to 65535")
+    return HostPort(host, int(port_text))
+
+
+def _optional_address(text: str) -> HostPort | None:
+    return _address(text) if text else None
+
+
+def _directory(text: str) -> Path:
+    path = Path(text).expanduser().absolute()
+    if not path.exists():
+        raise ValueError("directory does not exist")
+    if not path.is_dir():
+        raise ValueError("is not a directory")
+    return path
+
+
+def _optional_directory(text: str) -> Path | None:
+    return _directory(text) if text else None
+
+
+def _existing_file(text: str) -> Path:
+    path = Path(text).expanduser().absolute()
+    if not path.is_file():
+        raise ValueError("file does not exist or is not a regular file")
+    if not os.access(path, os.R_OK):
+        raise ValueError("file is not readable")
+    return path
+
+
+def _optional_file(text: str) -> Path | None:
+    return _existing_file(text) if text else None
+
+
+def _php_ini(text: str) -> Path:
+    return _existing_file(text) if text else DEFAULT_PHP_INI
+
+
+def _index_file(text: str) -> str | None:
+    if not text:
+        return None
+    if "/" in text or "\\" in text or text.startswith(".") or "\0" in text:
+        raise ValueError("must be a file name in DOCUMENT_ROOT such as index.php (no '/')")
+    return text
+
+
+def _nonempty(text: str) -> str:
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+_INI_KEY = re.compile(r"[A-Za-z0-9_.\-]+")
+
+
+def _ini_pair(text: str) -> tuple[str, str]:
+    """One 'key=value' (a flag's value; it may contain ';')."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not _INI_KEY.fullmatch(key):
+        raise ValueError(f"entry {text!r} must be key=value with a php.ini directive name")
+    return key, value.strip()
+
+
+def _ini_pairs(text: str) -> tuple[tuple[str, str], ...]:
+    """The variable's form: 'key=value' entries separated by newlines or ';'."""
+    return tuple(_ini_pair(item.strip()) for item in re.split(r"[;\n]", text) if item.strip())
+
+
+def _networks(text: str) -> tuple[IPNetwork, ...]:
+    nets: list[IPNetwork] = []
+    for item in re.split(r"[,\s]+", text):
+        if item:
+            try:
+                nets.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+    return tuple(nets)
+
+
+# ---------------------------------------------------------------- the option table
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    env: str  # environment variable; the flag is derived from it
+    field: str  # Config attribute
+    default: str  # textual default, parsed like user input
+    parse: Callable[[str], Any]
+    help: str
+    peer: str = ""  # tokio_php / nginx / php-fpm equivalent, for the docs
+    kind: str = "value"  # "value", "bool" (flag without value means on) or "list" (repeatable)
+    default_doc: str = ""  # shown instead of `default` when the default is computed
+
+    @property
+    def flag(self) -> str:
+        return flag_for(self.env)
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("LISTEN_ADDR", "listen_addr", "0.0.0.0:8080", _address,
+           "Address to accept HTTP on: host:port, [ipv6]:port or :port (all IPv4 interfaces). "
+           "HTTPS (and HTTP/3 on the same UDP port) when TLS is configured and TLS_LISTEN_ADDR "
+           "is empty.", "tokio_php LISTEN_ADDR; nginx `listen`"),
+    Option("TLS_LISTEN_ADDR", "tls_listen_addr", "", _optional_address,
+           "Separate HTTPS + HTTP/3 address. When set (and TLS is configured) LISTEN_ADDR stays "
+           "plain HTTP and this one serves TLS, like nginx `listen 80; listen 443 ssl`.",
+           "nginx `listen 443 ssl; listen 443 quic`", default_doc="empty"),
+    Option("PROCESSES", "processes", "1", _integer(1),
+           "Worker processes, each with its own event loop and PHP thread pool; a crashed one "
+           "is restarted while the others keep serving.", "nginx `worker_processes`"),
+    Option("PHP_WORKERS", "php_workers", "0", _integer(0),
+           "PHP threads in total across all processes (split evenly); 0 = CPU count. Must be "
+           ">= PROCESSES.", "tokio_php PHP_WORKERS; php-fpm `pm.max_children`",
+           default_doc="0 (CPU count)"),
+    Option("QUEUE_CAPACITY", "queue_capacity", "0", _integer(0),
+           "Requests that may wait for a PHP thread, in total (split like PHP_WORKERS); when "
+           "full the answer is 503 with Retry-After. 0 = PHP_WORKERS x 100.",
+           "tokio_php QUEUE_CAPACITY; php-fpm `listen.backlog`",
+           default_doc="0 (workers x 100)"),
+    Option("DOCUMENT_ROOT", "document_root", "/var/www/html", _directory,
+           "Directory served; must exist. Symlinks are resolved per request (cached ~1 s), so "
+           "atomic symlink-swap deploys work.", "tokio_php DOCUMENT_ROOT; nginx `root`"),
+    Option("INDEX_FILE", "index_file", "", _index_file,
+           "Empty: traditional mode (/a.php runs a.php, directories run index.php). A PHP file "
+           "name (index.php): single entry point, every non-static path runs it. A non-PHP "
+           "name (index.html): SPA mode, unknown paths serve it. See docs/routing.md.",
+           "tokio_php INDEX_FILE; nginx `try_files $uri /index.php?$query_string`",
+           default_doc="empty (traditional)"),
+    Option("INTERNAL_ADDR", "internal_addr", "", _optional_address,
+           "Address of the internal server (/health, /ready, /metrics, /config); empty = off.",
+           "tokio_php INTERNAL_ADDR; php-fpm `pm.status_path`", default_doc="empty (off)"),
+    Option("ERROR_PAGES_DIR", "error_pages_dir", "", _optional_directory,
+           "Directory of {status}.html pages sent for 4xx/5xx answers with an empty body when "
+           "the client accepts text/html; empty = built-in minimal pages.",
+           "tokio_php ERROR_PAGES_DIR; nginx `error_page`", default_doc="empty"),
+    Option("DRAIN_TIMEOUT_SECS", "drain_timeout_secs", "30", _non_negative_seconds,
+           "On SIGTERM, how long in-flight requests may take to finish before connections are "
+           "closed; 0 closes at once.",
+           "tokio_php DRAIN_TIMEOUT_SECS; nginx `worker_shutdown_timeout`"),
+    Option("STATIC_CACHE_TTL", "static_cache_ttl", "1d", _ttl_or_off,
+           "Cache-Control max-age for static files: seconds or s/m/h/d/w/y units; 'off' sends "
+           "no Cache-Control.", "tokio_php STATIC_CACHE_TTL; nginx `expires`"),
+    Option("REQUEST_TIMEOUT", "request_timeout", "2m", _timeout_or_off,
+           "Longest a PHP request may run before the client gets 504 and the PHP thread is "
+           "interrupted; 'off' disables.",
+           "tokio_php REQUEST_TIMEOUT; nginx `fastcgi_read_timeout`, php-fpm "
+           "`request_terminate_timeout`"),
+    Option("SSE_TIMEOUT", "sse_timeout", "30m", _timeout_or_off,
+           "Request timeout for text/event-stream responses (replaces REQUEST_TIMEOUT once the "
+           "response is SSE); 'off' disables.", "tokio_php SSE_TIMEOUT"),
+    Option("HEADER_TIMEOUT_SECS", "header_timeout_secs", "5", _seconds,
+           "Time allowed to receive a request's headers (slowloris protection).",
+           "tokio_php HEADER_TIMEOUT_SECS; nginx `client_header_timeout`"),
+    Option("BODY_TIMEOUT_SECS", "body_timeout_secs", "60", _seconds,
+           "Longest gap between two reads of a request body.", "nginx `client_body_timeout`"),
+    Option("IDLE_TIMEOUT_SECS", "idle_timeout_secs", "60", _seconds,
+           "Keep-alive connections with no request in flight are closed after this.",
+           "tokio_php IDLE_TIMEOUT_SECS; nginx `keepalive_timeout`"),
+    Option("TLS_HANDSHAKE_TIMEOUT_SECS", "tls_handshake_timeout_secs", "10", _seconds,
+           "Time allowed for the TLS handshake.", "nginx `ssl_handshake_timeout`"),
+    Option("ACCESS_LOG", "access_log", "0", _boolean,
+           "Write one JSON access-log line per request to stdout.",
+           "tokio_php ACCESS_LOG; nginx `access_log`", kind="bool"),
+    Option("RATE_LIMIT", "rate_limit", "0", _integer(0),
+           "Requests allowed per client IP per RATE_WINDOW (429 beyond); 0 = off.",
+           "tokio_php RATE_LIMIT; nginx `limit_req`"),
+    Option("RATE_WINDOW", "rate_window", "60", _integer(1),
+           "Rate-limit window in seconds.", "tokio_php RATE_WINDOW"),
+    Option("TRUSTED_PROXIES", "trusted_proxies", "", _networks,
+           "IPs/CIDRs (comma or space separated) whose X-Forwarded-For / X-Forwarded-Proto "
+           "are believed for REMOTE_ADDR, HTTPS and rate limiting; empty = trust none.",
+           "nginx `set_real_ip_from` + `real_ip_header`", default_doc="empty"),
+    Option("TLS_CERT", "tls_cert", "", _optional_file,
+           "PEM certificate chain; set together with TLS_KEY to enable HTTPS, HTTP/2 and "
+           "HTTP/3.", "tokio_php TLS_CERT; nginx `ssl_certificate`", default_doc="empty"),
+    Option("TLS_KEY", "tls_key", "", _optional_file,
+           "PEM private key for TLS_CERT.", "tokio_php TLS_KEY; nginx `ssl_certificate_key`",
+           default_doc="empty"),
+    Option("HTTP3", "http3", "auto", _auto_boolean,
+           "HTTP/3 over QUIC on the TLS port (UDP), advertised with Alt-Svc. auto = on when "
+           "TLS is configured; on without TLS is refused.", "nginx `listen ... quic`",
+           kind="bool", default_doc="auto (on with TLS)"),
+    Option("COMPRESSION", "compression", "on", _boolean,
+           "Compress compressible responses (br, zstd, gzip) when the client accepts it.",
+           "nginx `gzip` / `brotli`; tokio_php always-on brotli", kind="bool"),
+    Option("HTTP1_PARSER", "http1_parser", "httptools", _choice(("httptools", "h11")),
+           "HTTP/1.1 parser: httptools (fast, C) or h11 (pure Python).", "uvicorn `--http`"),
+    Option("MAX_BODY_SIZE", "max_body_size", "64M", _size(0),
+           "Largest request body (K/M/G suffixes, 1024-based); larger gets 413. 0 = no limit.",
+           "nginx `client_max_body_size`; PHP post_max_size still applies"),
+    Option("MAX_HEADER_SIZE", "max_header_size", "16K", _size(1024),
+           "Largest request header section (HTTP/1); larger gets 431.",
+           "nginx `large_client_header_buffers`"),
+    Option("MAX_REQUEST_LINE", "max_request_line", "8K", _size(64),
+           "Longest HTTP/1 request line; longer gets 414.",
+           "nginx `large_client_header_buffers`"),
+    Option("H2_MAX_CONCURRENT_STREAMS", "h2_max_concurrent_streams", "100", _integer(1, 2**31 - 1),
+           "SETTINGS_MAX_CONCURRENT_STREAMS for HTTP/2 (and the HTTP/3 stream limit).",
+           "nginx `http2_max_concurrent_streams`"),
+    Option("H2_MAX_HEADER_LIST_SIZE", "h2_max_header_list_size", "64K", _size(1024),
+           "SETTINGS_MAX_HEADER_LIST_SIZE for HTTP/2 and HTTP/3.",
+           "nginx `large_client_header_buffers`"),
+    Option("PHP_INI", "php_ini", "", _php_ini,
+           "php.ini file to load; must exist when set.", "php-fpm `-c`; PHPRC",
+           default_doc="gateway/php/php.ini (shipped)"),
+    Option("PHP_INI_SET", "php_ini_set", "", _ini_pairs,
+           "php.ini overrides as key=value. The flag repeats (--php-ini-set a=1 "
+           "--php-ini-set b=2) and its value may contain ';'; the variable holds several "
+           "separated by newlines or ';'. "
+           "A key set by a flag overrides the same key from the variable.",
+           "php-fpm `php_admin_value`; `php -d`", kind="list", default_doc="empty"),
+    Option("LOG_LEVEL", "log_level", "info",
+           _choice(("debug", "info", "warning", "error"), {"warn": "warning", "trace": "debug"}),
+           "debug, info, warning or error (warn and trace accepted as aliases).",
+           "tokio_php LOG_LEVEL; nginx `error_log ... level`"),
+    Option("SERVICE_NAME", "service_name", "php-gateway", _nonempty,
+           "Name in logs, traces and metrics labels.", "tokio_php SERVICE_NAME"),
+)
+
+_BY_ENV = {opt.env: opt for opt in OPTIONS}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    listen_addr: HostPort
+    tls_listen_addr: HostPort | None
+    processes: int
+    php_workers: int  # resolved: total across processes, never 0
+    queue_capacity: int  # resolved: total across processes, never 0
+    document_root: Path  # absolute, not symlink-resolved (routing resolves it per request)
+    index_file: str | None  # None = traditional mode
+    internal_addr: HostPort | None
+    error_pages_dir: Path | None
+    drain_timeout_secs: float
+    static_cache_ttl: int | None  # seconds; None = no Cache-Control
+    request_timeout: float | None  # seconds; None = off
+    sse_timeout: float | None
+    header_timeout_secs: float
+    body_timeout_secs: float
+    idle_timeout_secs: float
+    tls_handshake_timeout_secs: float
+    access_log: bool
+    rate_limit: int  # 0 = off
+    rate_window: int
+    trusted_proxies: tuple[IPNetwork, ...]
+    tls_cert: Path | None
+    tls_key: Path | None
+    http3: bool  # resolved from auto
+    compression: bool
+    http1_parser: str  # "httptools" | "h11"
+    max_body_size: int  # bytes; 0 = unlimited
+    max_header_size: int
+    max_request_line: int
+    h2_max_concurrent_streams: int
+    h2_max_header_list_size: int
+    php_ini: Path
+    php_ini_set: tuple[tuple[str, str], ...]
+    log_level: str  # "debug" | "info" | "warning" | "error"
+    service_name: str
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
+
+    @property
+    def single_entry_point(self) -> bool:
+        return self.index_file is not None
+
+    def php_workers_for(self, process_index: int) -> int:
+        """PHP threads of one worker process; the total is split as evenly as possible."""
+        return _share(self.php_workers, self.processes, process_index)
+
+    def queue_capacity_for(self, process_index: int) -> int:
+        return max(1, _share(self.queue_capacity, self.processes, process_index))
+
+    def describe(self) -> list[tuple[str, str]]:
+        """(ENV_NAME, effective value) for every option: the /config endpoint and start-up log."""
+        return [(opt.env, _format(getattr(self, opt.field))) for opt in OPTIONS]
+
+
+def _share(total: int, parts: int, index: int) -> int:
+    base, extra = divmod(total, parts)
+    return base + (1 if index < extra else 0)
+
+
+def _format(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple) and not isinstance(value, HostPort):
+        return ", ".join(f"{v[0]}={v[1]}" if isinstance(v, tuple) else str(v) for v in value)
+    return str(value)
+
+
+# ---------------------------------------------------------------- loading
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError("", message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="php-gateway",
+        description="Serve PHP applications over HTTP/1.1, HTTP/2 and HTTP/3. Every option "
+        "can also be set through the environment variable shown; the flag wins.",
+        allow_abbrev=False,
+    )
+    for opt in OPTIONS:
+        default = opt.default_doc or opt.default or "empty"
+        help_text = f"{opt.help} [env {opt.env}; default {default}]".replace("%", "%%")
+        if opt.kind == "bool":
+            parser.add_argument(opt.flag, dest=opt.field, nargs="?", const="on",
+                                metavar="on|off", help=help_text)
+        elif opt.kind == "list":
+            parser.add_argument(opt.flag, dest=opt.field, action="append", metavar="KEY=VALUE",
+                                help=help_text)
+        else:
+            parser.add_argument(opt.flag, dest=opt.field, metavar=opt.env, help=help_text)
+    return parser
+
+
+def _parse(opt: Option, text: str) -> Any:
+    try:
+        return opt.parse(text.strip())
+    except ValueError as exc:
+        raise ConfigError(opt.env, f"{exc}, got {text!r}") from None
+
+
+def load_config(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
+    """Build the Config from flags (argv without the program name; None = sys.argv[1:])."""
+    args = vars(build_parser().parse_args(sys.argv[1:] if argv is None else list(argv)))
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        flag_value = args.get(opt.field)
+        env_value = environ.get(opt.env, "")
+        if opt.kind == "list":
+            merged = dict(_parse(opt, env_value)) if env_value.strip() else {}
+            for item in flag_value or ():
+                try:
+                    key, value = _ini_pair(item.strip())
+                except ValueError as exc:
+                    raise ConfigError(opt.env, str(exc)) from None
+                merged[key] = value
+            values[opt.field] = tuple(merged.items())
+        elif flag_value is not None:
+            values[opt.field] = _parse(opt, flag_value)
+        elif env_value.strip():
+            values[opt.field] = _parse(opt, env_value)
+        else:
+            values[opt.field] = _parse(opt, opt.default)
+    _resolve_dependent(values)
+    return Config(**values)
+
+
+def _resolve_dependent(values: dict[str, Any]) -> None:
+    """Cross-option rules and computed defaults."""
+    if (values["tls_cert"] is None) != (values["tls_key"] is None):
+        missing = "TLS_KEY" if values["tls_key"] is None else "TLS_CERT"
+        other = "TLS_CERT" if missing == "TLS_KEY" else "TLS_KEY"
+        raise ConfigError(missing, f"required when {other} is set (TLS needs both)")
+    tls = values["tls_cert"] is not None
+    if values["http3"] is None:
+        values["http3"] = tls
+    elif values["http3"] and not tls:
+        raise ConfigError("HTTP3", "needs TLS_CERT and TLS_KEY (QUIC is always encrypted)")
+    processes = values["processes"]
+    if values["php_workers"] == 0:
+        values["php_workers"] = max(os.cpu_count() or 1, processes)
+    elif values["php_workers"] < processes:
+        raise ConfigError("PHP_WORKERS", f"must be >= PROCESSES ({processes}): each process "
+                                         "needs at least one PHP thread")
+    if values["queue_capacity"] == 0:
+        values["queue_capacity"] = values["php_workers"] * 100
+    listeners = [("LISTEN_ADDR", values["listen_addr"])]
+    if values["tls_listen_addr"] is not None:
+        listeners.append(("TLS_LISTEN_ADDR", values["tls_listen_addr"]))
+    internal = values["internal_addr"]
+    for name, addr in listeners:
+        if internal is not None and _clash(internal, addr):
+            raise ConfigError("INTERNAL_ADDR", f"must not use the same port as {name} ({addr})")
+    if len(listeners) == 2 and _clash(listeners[0][1], listeners[1][1]):
+        raise ConfigError("TLS_LISTEN_ADDR", "must not use the same port as LISTEN_ADDR")
+
+
+_WILDCARDS = {"0.0.0.0", "::", ""}
+
+
+def _clash(a: HostPort, b: HostPort) -> bool:
+    if a.port == 0 or a.port != b.port:
+        return False
+    return a.host == b.host or a.host in _WILDCARDS or b.host in _WILDCARDS
+
+
+# ---------------------------------------------------------------- documentation
+
+
+def options_markdown() -> str:
+    """The option table of docs/configuration.md."""
+    lines = [
+        "| Environment variable | Flag | Default | Meaning | tokio_php / nginx equivalent |",
+        "|---|---|---|---|---|",
+    ]
+    for opt in OPTIONS:
+        default = opt.default_doc or (f"`{opt.default}`" if opt.default else "empty")
+        cells = [f"`{opt.env}`", f"`{opt.flag}`", default, opt.help, opt.peer or "-"]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(options_markdown())

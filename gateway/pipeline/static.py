@@ -1,0 +1,404 @@
+"""Serves a resolved static file through a RequestContext.
+
+`prepare()` turns (request, StaticFile route) into a `StaticResponse` — status, headers and
+either the whole body in memory (files up to 256 KiB, kept in a bounded LRU keyed by path,
+mtime and size) or an open file region to stream. `send()` writes it out: streamed files go
+in 64 KiB chunks read with os.pread in the default executor, one chunk read ahead, each
+sent through `send_data` so the socket's backpressure paces the disk. A compression stage
+can sit between the two: it sees `content_type` and the in-memory `body` and may replace
+both body and headers. `serve()` is prepare + send.
+
+HTTP behaviour (nginx-compatible): ETag `"<mtime hex>-<size hex>"`, Last-Modified, 304 on
+If-None-Match (weak comparison, wins over If-Modified-Since) or If-Modified-Since, one byte
+range per request (206 / 416; several ranges or an If-Range that does not match get the
+whole file), HEAD with the GET headers and no body, content-length on every 200/206/416,
+Cache-Control `public, max-age=STATIC_CACHE_TTL` unless that is off, 405 for methods other
+than GET and HEAD. A file that vanished or cannot be opened gives an empty 404 / 403 for the
+error-page stage to fill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import mimetypes
+import os
+import stat
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.routing import StaticFile
+from gateway.protocol.events import Headers, Request
+
+T = TypeVar("T")
+CHUNK_SIZE = 64 * 1024
+MAX_CACHED_FILE = 256 * 1024
+MEMORY_CACHE_BYTES = 32 * 1024 * 1024
+MAX_CACHE_ENTRIES = 8192
+
+# Curated because the system mime.types differs between hosts; mimetypes is the fallback.
+CONTENT_TYPES: dict[str, str] = {
+    ".html": "text/html", ".htm": "text/html", ".css": "text/css",
+    ".js": "text/javascript", ".mjs": "text/javascript", ".cjs": "text/javascript",
+    ".json": "application/json", ".map": "application/json", ".jsonld": "application/ld+json",
+    ".webmanifest": "application/manifest+json", ".xml": "application/xml",
+    ".rss": "application/rss+xml", ".atom": "application/atom+xml",
+    ".txt": "text/plain", ".md": "text/markdown", ".csv": "text/csv",
+    ".ics": "text/calendar", ".vtt": "text/vtt", ".yaml": "application/yaml",
+    ".yml": "application/yaml",
+    ".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+    ".gif": "image/gif", ".webp": "image/webp", ".avif": "image/avif", ".ico": "image/x-icon",
+    ".bmp": "image/bmp", ".tif": "image/tiff", ".tiff": "image/tiff",
+    ".woff": "font/woff", ".woff2": "font/woff2", ".ttf": "font/ttf", ".otf": "font/otf",
+    ".eot": "application/vnd.ms-fontobject",
+    ".wasm": "application/wasm", ".pdf": "application/pdf", ".zip": "application/zip",
+    ".gz": "application/gzip", ".tgz": "application/gzip", ".br": "application/x-brotli",
+    ".zst": "application/zstd", ".tar": "application/x-tar", ".7z": "application/x-7z-compressed",
+    ".mp4": "video/mp4", ".webm": "video/webm", ".ogv": "video/ogg", ".mov": "video/quicktime",
+    ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".wav": "audio/wav",
+    ".m4a": "audio/mp4", ".flac": "audio/flac", ".aac": "audio/aac", ".opus": "audio/opus",
+}
+DEFAULT_CONTENT_TYPE = "application/octet-stream"  # nginx default_type
+_CHARSET_TYPES = frozenset({
+    "application/json", "application/ld+json", "application/manifest+json", "application/xml",
+    "application/rss+xml", "application/atom+xml", "application/yaml", "image/svg+xml",
+})
+_MIME = mimetypes.MimeTypes()  # built-in table only, not the host's /etc/mime.types
+
+
+def content_type_for(path: Path | str) -> bytes:
+    """Content-Type for a file name, with `; charset=utf-8` on text types."""
+    suffix = os.path.splitext(path)[1].lower()
+    ctype = CONTENT_TYPES.get(suffix)
+    if ctype is None:
+        guessed, encoding = _MIME.guess_type("x" + suffix, strict=False)
+        ctype = guessed if guessed and not encoding else DEFAULT_CONTENT_TYPE
+    if ctype.startswith("text/") or ctype in _CHARSET_TYPES:
+        ctype += "; charset=utf-8"
+    return ctype.encode("ascii")
+
+
+class StaticFileChanged(Exception):
+    """The file shrank while streaming: the response can no longer match its content-length;
+    the connection layer must abort the stream (reset / close) rather than end it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    size: int
+    mtime: int  # whole seconds, the resolution of Last-Modified
+    etag: bytes
+    last_modified: bytes
+    content_type: bytes
+    body: bytes | None  # None: too large to keep, streamed from disk
+
+
+@dataclass(slots=True)
+class FileRegion:
+    """Bytes [offset, offset+length) of an open file; `send()` closes fd."""
+
+    fd: int
+    offset: int
+    length: int
+
+
+@dataclass(slots=True)
+class StaticResponse:
+    status: int
+    headers: Headers
+    content_type: bytes = b""
+    body: bytes = b""  # whole body when held in memory
+    region: FileRegion | None = None  # or the file region to stream
+    send_body: bool = True  # False for HEAD and body-less statuses
+    etag: bytes = b""
+    span: tuple[int, int] | None = None  # (start, length) of a 206
+
+    def close(self) -> None:
+        """Release the file if the response will not be sent."""
+        if self.region is not None:
+            os.close(self.region.fd)
+            self.region = None
+
+
+class StaticFiles:
+    def __init__(
+        self,
+        cache_ttl: int | None,
+        *,
+        max_cached_file: int = MAX_CACHED_FILE,
+        memory_cache_bytes: int = MEMORY_CACHE_BYTES,
+        chunk_size: int = CHUNK_SIZE,
+        executor: Executor | None = None,
+    ) -> None:
+        self._cache_control = (
+            None if cache_ttl is None else f"public, max-age={cache_ttl}".encode("ascii")
+        )
+        self._max_cached_file = max_cached_file
+        self._memory_limit = memory_cache_bytes
+        self._chunk = chunk_size
+        self._executor = executor
+        self._cache: OrderedDict[tuple[str, int, int], _Entry] = OrderedDict()
+        self._cached_bytes = 0
+
+    async def serve(self, ctx: RequestContext, route: StaticFile) -> None:
+        await self.send(ctx, await self.prepare(ctx.request, route))
+
+    async def prepare(self, request: Request, route: StaticFile) -> StaticResponse:
+        if request.method not in (b"GET", b"HEAD"):
+            return _empty(405, [(b"allow", b"GET, HEAD")])
+        head = request.method == b"HEAD"
+        key = (str(route.path), route.mtime_ns, route.size)
+        entry = self._cache.get(key)
+        if entry is not None:
+            self._cache.move_to_end(key)
+        elif route.size > self._max_cached_file:
+            entry = _entry(route.path, route.size, route.mtime_ns, None)  # no I/O until needed
+            self._remember(key, entry)
+        else:
+            loaded = await self._run(self._load, route.path)
+            if isinstance(loaded, int):
+                return _empty(loaded)
+            entry = loaded
+            self._remember(key, entry)
+        response = self._respond(entry, request.headers, head)
+        if entry.body is not None or not response.send_body or response.status >= 300:
+            return response
+        opened = await self._run(_open, route.path)
+        if isinstance(opened, int):
+            return _empty(opened)
+        fd, st = opened
+        if (st.st_size, st.st_mtime_ns) != (route.size, route.mtime_ns):
+            # changed since routing looked: describe the file actually opened
+            entry = _entry(route.path, st.st_size, st.st_mtime_ns, None)
+            response = self._respond(entry, request.headers, head)
+            if response.status >= 300:
+                os.close(fd)
+                return response
+        start, length = response.span or (0, entry.size)
+        response.region = FileRegion(fd, start, length)
+        return response
+
+    async def send(self, ctx: RequestContext, response: StaticResponse) -> None:
+        region, response.region = response.region, None
+        try:
+            await ctx.send_response(response.status, response.headers)
+            if response.send_body:
+                if region is not None:
+                    if not await self._stream(ctx, region):
+                        return
+                elif response.body:
+                    await ctx.send_data(response.body)
+            if not ctx.disconnected.is_set():
+                await ctx.end()
+        finally:
+            if region is not None and region.fd >= 0:
+                os.close(region.fd)
+
+    # ------------------------------------------------------------ internals
+
+    async def _stream(self, ctx: RequestContext, region: FileRegion) -> bool:
+        """Send the region; False when the peer went away. Closes region.fd itself."""
+        loop = asyncio.get_running_loop()
+        fd, offset, remaining = region.fd, region.offset, region.length
+        region.fd = -1  # from here on this function owns the descriptor
+        pending: asyncio.Future[bytes] | None = None
+        try:
+            if remaining > 0:
+                pending = loop.run_in_executor(
+                    self._executor, os.pread, fd, min(self._chunk, remaining), offset
+                )
+            while pending is not None:
+                data = await pending
+                pending = None
+                if not data:
+                    raise StaticFileChanged(f"file shrank with {remaining} bytes left to send")
+                offset += len(data)
+                remaining -= len(data)
+                if remaining > 0:  # read the next chunk while this one goes out
+                    pending = loop.run_in_executor(
+                        self._executor, os.pread, fd, min(self._chunk, remaining), offset
+                    )
+                if ctx.disconnected.is_set():
+                    return False
+                await ctx.send_data(data)
+            return not ctx.disconnected.is_set()
+        finally:
+            if pending is not None and not pending.done():
+                # a read is still running in a thread: close only once it has finished
+                pending.add_done_callback(lambda _: os.close(fd))
+            else:
+                os.close(fd)
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
+
+    def _load(self, path: Path) -> _Entry | int:
+        """Runs in a thread: a small file's bytes and metadata, or the HTTP status of failure."""
+        opened = _open(path)
+        if isinstance(opened, int):
+            return opened
+        fd, st = opened
+        try:
+            if st.st_size > self._max_cached_file:  # grew since routing: stream it instead
+                return _entry(path, st.st_size, st.st_mtime_ns, None)
+            body = os.pread(fd, st.st_size, 0)
+        except OSError as exc:
+            return _status_for(exc)
+        finally:
+            os.close(fd)
+        return _entry(path, len(body), st.st_mtime_ns, body)
+
+    def _remember(self, key: tuple[str, int, int], entry: _Entry) -> None:
+        self._cache[key] = entry
+        self._cached_bytes += len(entry.body or b"")
+        while self._cache and (
+            self._cached_bytes > self._memory_limit or len(self._cache) > MAX_CACHE_ENTRIES
+        ):
+            _, old = self._cache.popitem(last=False)
+            self._cached_bytes -= len(old.body or b"")
+
+    def _respond(self, entry: _Entry, request_headers: Headers, head: bool) -> StaticResponse:
+        if_none_match = if_modified_since = range_header = if_range = None
+        for name, value in request_headers:
+            if name == b"if-none-match":
+                if_none_match = value
+            elif name == b"if-modified-since":
+                if_modified_since = value
+            elif name == b"range":
+                range_header = value
+            elif name == b"if-range":
+                if_range = value
+
+        validators = [(b"etag", entry.etag), (b"last-modified", entry.last_modified)]
+        if self._cache_control is not None:
+            validators.append((b"cache-control", self._cache_control))
+        if if_none_match is not None:
+            not_modified = _etag_matches(if_none_match, entry.etag)
+        else:
+            not_modified = if_modified_since is not None and _not_modified_since(
+                if_modified_since, entry
+            )
+        if not_modified:
+            return StaticResponse(304, validators, send_body=False, etag=entry.etag)
+
+        headers: Headers = [(b"content-type", entry.content_type), *validators,
+                            (b"accept-ranges", b"bytes"), (b"x-content-type-options", b"nosniff")]
+        span = None
+        if range_header is not None and entry.size > 0 and _if_range_holds(if_range, entry):
+            span = _parse_range(range_header, entry.size)
+        if span == "unsatisfiable":
+            return _empty(416, [(b"content-range", f"bytes */{entry.size}".encode("ascii"))])
+        response = StaticResponse(200, headers, entry.content_type, entry.body or b"",
+                                  send_body=not head, etag=entry.etag)
+        if isinstance(span, tuple):
+            start, length = span
+            response.status = 206
+            end = start + length - 1
+            headers.append((b"content-range", f"bytes {start}-{end}/{entry.size}".encode("ascii")))
+            if entry.body is not None:
+                response.body = entry.body[start : start + length]
+            response.span = span
+        else:
+            length = entry.size
+        headers.append((b"content-length", b"%d" % length))
+        return response
+
+
+def _entry(path: Path, size: int, mtime_ns: int, body: bytes | None) -> _Entry:
+    mtime = mtime_ns // 1_000_000_000
+    return _Entry(
+        size=size,
+        mtime=mtime,
+        etag=f'"{mtime:x}-{size:x}"'.encode("ascii"),
+        last_modified=email.utils.formatdate(mtime, usegmt=True).encode("ascii"),
+        content_type=content_type_for(path),
+        body=body,
+    )
+
+
+def _open(path: Path) -> tuple[int, os.stat_result] | int:
+    """Open a regular file for reading: (fd, fstat) or the HTTP status explaining why not."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        return _status_for(exc)
+    try:
+        st = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        return _status_for(exc)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return 404
+    return fd, st
+
+
+def _status_for(exc: OSError) -> int:
+    return 403 if isinstance(exc, PermissionError) else 404
+
+
+def _empty(status: int, headers: Headers | None = None) -> StaticResponse:
+    return StaticResponse(status, [*(headers or ()), (b"content-length", b"0")])
+
+
+def _etag_matches(header: bytes, etag: bytes) -> bool:
+    """Weak comparison against an If-None-Match list (RFC 9110 section 13.1.2)."""
+    if header.strip() == b"*":
+        return True
+    bare = etag.removeprefix(b"W/")
+    return any(tag.strip().removeprefix(b"W/") == bare for tag in header.split(b","))
+
+
+def _http_date(value: bytes) -> int | None:
+    try:
+        parsed = email.utils.parsedate_to_datetime(value.decode("latin-1"))
+    except (TypeError, ValueError, IndexError):
+        return None
+    return int(parsed.timestamp())
+
+
+def _not_modified_since(header: bytes, entry: _Entry) -> bool:
+    if header == entry.last_modified:
+        return True  # the common case: the client echoes our own Last-Modified
+    since = _http_date(header)
+    return since is not None and entry.mtime <= since
+
+
+def _if_range_holds(if_range: bytes | None, entry: _Entry) -> bool:
+    """If-Range needs a strong match: our exact ETag or exactly our Last-Modified date."""
+    if if_range is None:
+        return True
+    if_range = if_range.strip()
+    if if_range.startswith((b'"', b"W/")):
+        return if_range == entry.etag
+    return if_range == entry.last_modified or _http_date(if_range) == entry.mtime
+
+
+def _parse_range(header: bytes, size: int) -> tuple[int, int] | str | None:
+    """One `bytes=` range -> (start, length); "unsatisfiable"; None to ignore the header."""
+    unit, sep, spec = header.partition(b"=")
+    if not sep or unit.strip().lower() != b"bytes" or b"," in spec:
+        return None  # another unit, or several ranges: answer with the whole file
+    first, dash, last = spec.strip().partition(b"-")
+    if not dash or not (first.isdigit() or (not first and last.isdigit())):
+        return None
+    if last and not last.isdigit():
+        return None
+    if not first:  # suffix range: the last N bytes
+        suffix = int(last)
+        if suffix == 0:
+            return "unsatisfiable"
+        start = max(0, size - suffix)
+        return start, size - start
+    start = int(first)
+    if last and int(last) < start:
+        return None  # syntactically invalid: ignore
+    if start >= size:
+        return "unsatisfiable"
+    end = min(int(last), size - 1) if last else size - 1
+    return start, end - start + 1

