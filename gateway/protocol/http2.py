@@ -1,0 +1,421 @@
+"""HTTP/2 server adapter around h2, sans-IO.
+
+Bytes in, events out (the same Request/Body/EndBody/StreamReset as HTTP/1.1, plus
+WindowOpened and ConnectionClosed for the connection layer); responses go out through
+h2 and come back from data_to_send(). Waiting (for window, for the app) is the caller's job.
+
+Flow control: received DATA is acknowledged only when the caller says the app consumed it
+(acknowledge()), so a stream that is not read holds at most one 64 KiB window; the
+connection window is larger so that one stalled stream does not stall the others.
+Rapid reset (CVE-2023-44487): peer resets of streams whose response is not finished are
+counted in a sliding window; too many end the connection with ENHANCE_YOUR_CALM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+from hyperframe.frame import GoAwayFrame
+
+from gateway.protocol.events import Body, EndBody, Headers, Request, StreamReset
+from gateway.protocol.response_headers import ResponseDefaults, check_header
+
+STREAM_WINDOW: Final = 65535  # the protocol default: peers may send it before our SETTINGS
+CONNECTION_WINDOW: Final = 16 * STREAM_WINDOW
+_STATUS: Final = {code: str(code).encode() for code in range(100, 600)}
+_DROPPED_RESPONSE_HEADERS: Final = frozenset(
+    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
+     b"date", b"server")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowOpened:
+    """The peer granted send window: stream_id 0 means every stream may try again."""
+
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The connection is over (peer GOAWAY, protocol error, rapid reset): flush and close."""
+
+    error_code: int
+    reason: str
+
+
+H2Event = Request | Body | EndBody | StreamReset | WindowOpened | ConnectionClosed
+
+
+class _Stream:
+    __slots__ = ("done", "head", "opened", "received", "receiving", "send_remaining", "started")
+
+    def __init__(self, opened: float, head: bool, receiving: bool) -> None:
+        self.opened = opened
+        self.head = head
+        self.receiving = receiving  # the request body is still arriving
+        self.received = 0
+        self.started = False  # response headers sent
+        self.done = False  # response finished (END_STREAM or reset)
+        self.send_remaining = -1  # declared content-length still to send, -1 if none
+
+
+class Http2Connection:
+    """One HTTP/2 connection, server side, without I/O."""
+
+    def __init__(
+        self,
+        *,
+        defaults: ResponseDefaults | None = None,
+        scheme: str = "https",
+        max_concurrent_streams: int = 100,
+        max_header_list_size: int = 65536,
+        max_body_bytes: int = 64 * 1024 * 1024,
+        rapid_reset_limit: int = 100,
+        rapid_reset_window: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        config = h2.config.H2Configuration(client_side=False, header_encoding=None)
+        conn = h2.connection.H2Connection(config)
+        codes = h2.settings.SettingCodes
+        conn.local_settings = h2.settings.Settings(
+            client=False,
+            initial_values={
+                codes.MAX_CONCURRENT_STREAMS: max_concurrent_streams,
+                codes.MAX_HEADER_LIST_SIZE: max_header_list_size,
+                codes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+            },
+        )
+        # h2 only applies the header-list limit to its decoder once the peer ACKs: apply it now
+        conn.decoder.max_header_list_size = max_header_list_size
+        self._h2 = conn
+        self._defaults = defaults if defaults is not None else ResponseDefaults()
+        self._scheme = scheme
+        self._max_streams = max_concurrent_streams
+        self._max_body_bytes = max_body_bytes
+        self._clock = clock
+        self._streams: dict[int, _Stream] = {}
+        self._resets: deque[float] = deque(maxlen=max(1, rapid_reset_limit))
+        self._reset_window = rapid_reset_window
+        self._pending = b""
+        self._draining = False
+        self._goaway_stream_id = 0
+        self.closed = False
+        self.streams_opened = 0
+        self.streams_reset_by_peer = 0
+
+    # -- start -------------------------------------------------------------------------------
+
+    def initiate(self) -> None:
+        """Start a connection chosen by ALPN or by the prior-knowledge preface."""
+        self._h2.initiate_connection()
+        self._h2.increment_flow_control_window(CONNECTION_WINDOW - STREAM_WINDOW)
+
+    def initiate_upgrade(self, settings: bytes, request: Request) -> list[H2Event]:
+        """Start after an h2c upgrade: `request` (already complete) becomes stream 1."""
+        try:
+            self._h2.initiate_upgrade_connection(settings)
+        except (ValueError, h2.exceptions.ProtocolError) as exc:  # bad base64 or settings
+            self.closed = True
+            return [ConnectionClosed(h2.errors.ErrorCodes.PROTOCOL_ERROR, str(exc))]
+        self._h2.increment_flow_control_window(CONNECTION_WINDOW - STREAM_WINDOW)
+        self.streams_opened += 1
+        self._streams[1] = _Stream(self._clock(), request.method == b"HEAD", False)
+        upgraded = Request(
+            1, request.method, request.target,
+            [(n, v) for n, v in request.headers if n not in (b"upgrade", b"http2-settings")],
+            "2", request.authority, self._scheme, request.content_length, False,
+        )
+        return [upgraded, EndBody(1)]
+
+    # -- input -------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes) -> list[H2Event]:
+        if self.closed:
+            return []
+        try:
+            events = self._h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self.closed = True  # h2 has queued a GOAWAY with the error code
+            return [ConnectionClosed(int(exc.error_code), str(exc) or type(exc).__name__)]
+        out: list[H2Event] = []
+        for event in events:
+            if isinstance(event, h2.events.DataReceived):
+                self._on_data(event, out)
+            elif isinstance(event, h2.events.RequestReceived):
+                self._on_request(event, out)
+            elif isinstance(event, h2.events.StreamEnded):
+                stream = self._streams.get(event.stream_id or 0)
+                if stream is not None and stream.receiving:
+                    stream.receiving = False
+                    out.append(EndBody(event.stream_id or 0))
+            elif isinstance(event, h2.events.WindowUpdated):
+                out.append(WindowOpened(event.stream_id or 0))
+            elif isinstance(event, h2.events.StreamReset):
+                self._on_reset(event, out)
+                if self.closed:
+                    return out
+            elif isinstance(event, h2.events.RemoteSettingsChanged):
+                change = event.changed_settings.get(h2.settings.SettingCodes.INITIAL_WINDOW_SIZE)
+                if change is not None and change.new_value != change.original_value:
+                    out.append(WindowOpened(0))
+            elif isinstance(event, h2.events.ConnectionTerminated):
+                self.closed = True
+                out.append(ConnectionClosed(int(event.error_code or 0), "peer sent GOAWAY"))
+                return out
+        return out
+
+    def _on_request(self, event: h2.events.RequestReceived, out: list[H2Event]) -> None:
+        stream_id = event.stream_id
+        assert stream_id is not None and event.headers is not None
+        if (self._draining and stream_id > self._goaway_stream_id) or (
+            len(self._streams) >= self._max_streams  # includes apps still running after a reset
+        ):
+            self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
+        self.streams_opened += 1
+        method = path = authority = b""
+        headers: Headers = []
+        cookies: list[bytes] = []
+        content_length: int | None = None
+        for raw_name, raw_value in event.headers:
+            name = bytes(raw_name)
+            value = bytes(raw_value)
+            if name[0] == 0x3A:  # ":"
+                if name == b":method":
+                    method = value
+                elif name == b":path":
+                    path = value
+                elif name == b":authority":
+                    authority = value
+                continue
+            if name == b"cookie":
+                # RFC 9113 §8.2.3: crumbs are rejoined before an HTTP/1-style consumer sees them
+                if not cookies:
+                    headers.append((name, b""))
+                cookies.append(value)
+                continue
+            if name == b"content-length" and value.isdigit():
+                content_length = int(value)
+            elif name == b"host" and not authority:
+                authority = value
+            headers.append((name, value))
+        if cookies:
+            at = headers.index((b"cookie", b""))
+            headers[at] = (b"cookie", b"; ".join(cookies))
+        ended = event.stream_ended is not None
+        if method == b"CONNECT":
+            self._refuse(stream_id, 501, ended)
+            return
+        if content_length is not None and content_length > self._max_body_bytes:
+            self._refuse(stream_id, 413, ended)
+            return
+        # receiving stays True until StreamEnded, which turns into EndBody even without a body
+        self._streams[stream_id] = _Stream(self._clock(), method == b"HEAD", True)
+        out.append(
+            Request(stream_id, method, path, headers, "2", authority, self._scheme,
+                    content_length, not ended)
+        )
+
+    def _refuse(self, stream_id: int, status: int, ended: bool) -> None:
+        """Answer without the app; stop an unfinished upload with RST_STREAM(NO_ERROR)."""
+        self._h2.send_headers(
+            stream_id, [(b":status", _STATUS[status]), *self._defaults.h2,
+                        (b"content-length", b"0")],
+            end_stream=True,
+        )
+        if not ended:
+            self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+
+    def _on_data(self, event: h2.events.DataReceived, out: list[H2Event]) -> None:
+        stream_id = event.stream_id
+        data = event.data
+        assert stream_id is not None and data is not None
+        flow = event.flow_controlled_length or 0
+        stream = self._streams.get(stream_id)
+        if stream is None or not stream.receiving:
+            self._ack(stream_id, flow)  # nobody will read it: hand the window straight back
+            return
+        if flow > len(data):
+            self._ack(stream_id, flow - len(data))  # padding is never "consumed" by the app
+        stream.received += len(data)
+        if stream.received > self._max_body_bytes:
+            self._ack(stream_id, len(data))
+            stream.receiving = False
+            if not stream.started:
+                stream.started = True
+                self._refuse(stream_id, 413, False)
+            else:
+                self._reset(stream_id, h2.errors.ErrorCodes.CANCEL)
+            stream.done = True
+            out.append(StreamReset(stream_id))
+            return
+        if data:
+            out.append(Body(stream_id, bytes(data)))
+
+    def _on_reset(self, event: h2.events.StreamReset, out: list[H2Event]) -> None:
+        stream_id = event.stream_id
+        assert stream_id is not None
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.done:
+            return
+        stream.done = True
+        stream.receiving = False
+        out.append(StreamReset(stream_id))
+        if not event.remote_reset:
+            return
+        self.streams_reset_by_peer += 1
+        now = self._clock()
+        resets = self._resets
+        resets.append(now)
+        if len(resets) == resets.maxlen and now - resets[0] <= self._reset_window:
+            self.close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+            out.append(
+                ConnectionClosed(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, "too many stream resets")
+            )
+
+    # -- output ------------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        out = self._h2.data_to_send()
+        if self._pending:
+            out = self._pending + out
+            self._pending = b""
+        return out
+
+    def send_response(self, stream_id: int, status: int, headers: Headers) -> None:
+        stream = self._streams[stream_id]
+        if stream.started:
+            raise RuntimeError("response already started")
+        if status < 200 or status > 599:
+            raise ValueError(f"invalid final status {status}")
+        stream.started = True
+        out: Headers = [(b":status", _STATUS[status]), *self._defaults.h2]
+        for name, value in headers:
+            if name in _DROPPED_RESPONSE_HEADERS:
+                continue  # connection-specific headers are illegal in HTTP/2 (RFC 9113 §8.2.2)
+            check_header(name, value)
+            if name == b"content-length":
+                if not value.isdigit():
+                    raise ValueError(f"invalid content-length {value!r}")
+                stream.send_remaining = int(value)
+            elif name == b"te" and value.lower() != b"trailers":
+                continue
+            out.append((name, value))
+        if stream.done:
+            return  # reset meanwhile: nothing may be sent
+        bodyless = stream.head or status == 204 or status == 304
+        self._h2.send_headers(stream_id, out, end_stream=bodyless)
+        if bodyless:
+            stream.done = True
+
+    def body_allowed(self, stream_id: int) -> bool:
+        """False once nothing more may be sent (HEAD/204/304 already ended, reset, finished)."""
+        stream = self._streams.get(stream_id)
+        return stream is not None and not stream.done
+
+    def sendable(self, stream_id: int) -> int:
+        """How many body bytes may go out now on this stream (0: wait for WindowOpened)."""
+        try:
+            window = self._h2.local_flow_control_window(stream_id)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.NoSuchStreamError):
+            return 0
+        return max(0, min(window, self._h2.max_outbound_frame_size))
+
+    def send_data(self, stream_id: int, data: bytes) -> int:
+        """Queue as much of data as the windows allow; return how many bytes were taken."""
+        stream = self._streams[stream_id]
+        if stream.done:
+            return len(data)  # HEAD/204/304 or reset: the body is discarded
+        if stream.send_remaining >= 0 and len(data) > stream.send_remaining:
+            raise RuntimeError("response body longer than its content-length")
+        size = min(len(data), self.sendable(stream_id))
+        if size:
+            self._h2.send_data(stream_id, data[:size] if size < len(data) else data)
+            if stream.send_remaining >= 0:
+                stream.send_remaining -= size
+        return size
+
+    def end_stream(self, stream_id: int) -> None:
+        stream = self._streams[stream_id]
+        if stream.done:
+            return
+        if stream.send_remaining > 0:
+            self._reset(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
+            raise RuntimeError("response body shorter than its content-length")
+        stream.done = True
+        self._h2.end_stream(stream_id)
+
+    def acknowledge(self, stream_id: int, size: int) -> None:
+        """The app consumed `size` body bytes of this stream: grant the peer that window."""
+        if size:
+            self._ack(stream_id, size)
+
+    def _ack(self, stream_id: int, size: int) -> None:
+        if size and not self.closed:
+            self._h2.acknowledge_received_data(size, stream_id)
+
+    def reset(self, stream_id: int, error_code: int = h2.errors.ErrorCodes.CANCEL) -> None:
+        """Abort one stream (app failure after the response started, timeouts)."""
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            stream.done = True
+            stream.receiving = False
+        self._reset(stream_id, error_code)
+
+    def _reset(self, stream_id: int, error_code: int) -> None:
+        if self.closed:
+            return
+        with contextlib.suppress(h2.exceptions.StreamClosedError):  # both sides closed it
+            self._h2.reset_stream(stream_id, error_code)
+
+    def stream_finished(self, stream_id: int) -> None:
+        """The app task of this stream is over: forget it (and stop an upload nobody reads)."""
+        stream = self._streams.pop(stream_id, None)
+        if stream is not None and stream.receiving and not self.closed:
+            stream.receiving = False
+            self._reset(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+
+    # -- connection --------------------------------------------------------------------------
+
+    @property
+    def active_streams(self) -> int:
+        return len(self._streams)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def start_drain(self) -> None:
+        """Graceful shutdown: GOAWAY now, in-flight streams continue, new ones are refused."""
+        if self._draining or self.closed:
+            return
+        self._draining = True
+        self._goaway_stream_id = self._h2.highest_inbound_stream_id
+        if not self._streams:
+            self.close()
+            return
+        # h2's own close_connection() would refuse every later frame of in-flight streams
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self._goaway_stream_id
+        frame.error_code = h2.errors.ErrorCodes.NO_ERROR
+        self._pending += self._h2.data_to_send() + frame.serialize()
+
+    def close(self, error_code: int = h2.errors.ErrorCodes.NO_ERROR) -> None:
+        """Final GOAWAY; flush data_to_send() and close the transport after this."""
+        if self.closed:
+            return
+        self.closed = True
+        last = self._goaway_stream_id if self._draining else self._h2.highest_inbound_stream_id
+        self._h2.close_connection(error_code=error_code, last_stream_id=last)

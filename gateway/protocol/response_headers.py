@@ -1,0 +1,85 @@
+"""Headers every response carries (date, server, configured extras) and outgoing-header checks.
+
+Shared by the HTTP/1.1 and HTTP/2 adapters (and HTTP/3 later). It does no I/O: the server
+layer calls `set_date()` once a second so that no response formats a date itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from email.utils import formatdate
+from http import HTTPStatus
+
+from gateway.protocol.events import Headers
+
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
+# CR, LF and NUL would let a header value split the response (CVE-2020-7695 in Uvicorn)
+_BAD_VALUE = re.compile(rb"[\x00\r\n]")
+_KNOWN_NAMES: set[bytes] = set()
+_KNOWN_NAMES_MAX = 512
+
+REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+
+
+def http_date(timestamp: float | None = None) -> bytes:
+    """IMF-fixdate as HTTP wants it, e.g. b"Sun, 06 Nov 1994 08:49:37 GMT"."""
+    return formatdate(timestamp, usegmt=True).encode("ascii")
+
+
+def check_header(name: bytes, value: bytes) -> None:
+    """Raise ValueError for a header the peer could misparse (bad name, CR/LF/NUL in value)."""
+    if name not in _KNOWN_NAMES:
+        if _TOKEN.fullmatch(name) is None:
+            raise ValueError(f"invalid response header name {name!r} (must be a lower-case token)")
+        if len(_KNOWN_NAMES) < _KNOWN_NAMES_MAX:
+            _KNOWN_NAMES.add(name)
+    if _BAD_VALUE.search(value) is not None:
+        raise ValueError(f"invalid byte in value of response header {name!r}")
+
+
+class ResponseDefaults:
+    """The headers the connection layer adds to every response, pre-serialised per protocol.
+
+    `h1` is one bytes block (b"date: ...\\r\\nserver: ...\\r\\n..."), `h2` a list of pairs;
+    both are rebuilt only when the date or the extras change.
+    """
+
+    __slots__ = ("_date", "_extra", "_server", "h1", "h2")
+
+    def __init__(
+        self,
+        server: bytes | None = b"php-gateway",
+        extra: Iterable[tuple[bytes, bytes]] = (),
+        date: bytes | None = None,
+    ) -> None:
+        self._server = server
+        self._extra: Headers = []
+        self._date = date if date is not None else http_date()
+        self.h1 = b""
+        self.h2: Headers = []
+        self.set_extra(extra)
+
+    @property
+    def date(self) -> bytes:
+        return self._date
+
+    def set_date(self, date: bytes) -> None:
+        if date != self._date:
+            self._date = date
+            self._rebuild()
+
+    def set_extra(self, extra: Iterable[tuple[bytes, bytes]]) -> None:
+        pairs = [(name.lower(), value) for name, value in extra]
+        for name, value in pairs:
+            check_header(name, value)
+        self._extra = pairs
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        pairs: Headers = [(b"date", self._date)]
+        if self._server:
+            pairs.append((b"server", self._server))
+        pairs.extend(self._extra)
+        self.h2 = pairs
+        self.h1 = b"".join(name + b": " + value + b"\r\n" for name, value in pairs)

@@ -1,0 +1,333 @@
+"""The real php-gateway serving PHP to real clients: curl, httpx (HTTP/2), h2load."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import REPO, Server, curl, raw_connection, start_server
+
+pytestmark = pytest.mark.e2e
+
+
+def parse_head(raw: bytes) -> tuple[int, dict[bytes, list[bytes]], bytes]:
+    """Splits curl -i output of one response into status, headers, body."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    headers: dict[bytes, list[bytes]] = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        headers.setdefault(k.strip().lower(), []).append(v.strip())
+    return status, headers, body
+
+
+def server_vars(out: bytes) -> dict[str, Any]:
+    return json.loads(out)["server"]  # type: ignore[no-any-return]
+
+
+# ---------------------------------------------------------------- HTTP/1.1
+
+
+def test_hello_over_http11(server: Server) -> None:
+    r = curl("-i", "--http1.1", f"{server.url}/hello.php")
+    status, headers, body = parse_head(r.stdout)
+    assert status == 200
+    assert body == b"Hello, World!"
+    assert headers[b"content-type"] == [b"text/html; charset=UTF-8"]
+    assert headers[b"server"] == [b"php-gateway"]
+    assert b"date" in headers
+
+
+def test_superglobals_over_http(server: Server) -> None:
+    r = curl("--http1.1", "-H", "X-Trace-Me: yes", f"{server.url}/server.php/extra?x[]=1&y=2")
+    s = server_vars(r.stdout)
+    assert s["REMOTE_ADDR"] == "127.0.0.1"
+    assert int(s["REMOTE_PORT"]) > 0
+    assert s["SERVER_ADDR"] == "127.0.0.1"
+    assert s["SERVER_PORT"] == str(server.port)
+    assert s["SERVER_NAME"] == "127.0.0.1"
+    assert s["HTTP_HOST"] == f"127.0.0.1:{server.port}"
+    assert s["HTTP_X_TRACE_ME"] == "yes"
+    assert s["REQUEST_URI"] == "/server.php/extra?x[]=1&y=2"
+    assert s["SCRIPT_NAME"] == "/server.php"
+    assert s["PATH_INFO"] == "/extra"
+    assert s["PHP_SELF"] == "/server.php/extra"
+    assert s["SCRIPT_FILENAME"] == str(server.docroot / "server.php")
+    assert s["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert json.loads(r.stdout)["get"] == {"x": ["1"], "y": "2"}
+
+
+def test_every_method_reaches_php(server: Server) -> None:
+    for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "QUERY"]:
+        r = curl("-X", method, "--data-binary", "payload", "-H", "Content-Type: text/plain",
+                 f"{server.url}/server.php")
+        d = json.loads(r.stdout)
+        assert d["server"]["REQUEST_METHOD"] == method
+        assert d["input"] == "payload", method
+    r = curl("-I", f"{server.url}/hello.php")
+    status, headers, body = parse_head(r.stdout)
+    assert status == 200 and body == b""
+
+
+def test_upload_streams_into_php(server: Server, tmp_path: Path) -> None:
+    data = os.urandom(12 * 1024 * 1024)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    r = curl("-F", f"f=@{src}", f"{server.url}/upload.php?dest={dest}")
+    d = json.loads(r.stdout)
+    assert d["f"]["size"] == len(data)
+    assert d["f"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert d["f"]["moved"] is True
+    assert (dest / "big.bin").read_bytes() == data
+
+
+def test_chunked_request_body(server: Server, tmp_path: Path) -> None:
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    src = tmp_path / "c.bin"
+    src.write_bytes(data)
+    r = curl("-H", "Transfer-Encoding: chunked", "-H", "Content-Type: application/octet-stream",
+             "--data-binary", f"@{src}", f"{server.url}/echo_input.php")
+    assert json.loads(r.stdout) == {"length": len(data), "method": "POST",
+                                    "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _line_arrivals(lines: list[tuple[float, bytes]]) -> float:
+    return lines[-1][0] - lines[0][0]
+
+
+def test_streaming_response_http11_chunked(server: Server) -> None:
+    arrivals: list[tuple[float, bytes]] = []
+    with httpx.Client() as client, client.stream(
+        "GET", f"{server.url}/stream.php?n=5&ms=150"
+    ) as resp:
+        assert resp.headers["transfer-encoding"] == "chunked"
+        for line in resp.iter_lines():
+            arrivals.append((time.monotonic(), line.encode()))
+    assert [a[1].split()[1] for a in arrivals] == [b"0", b"1", b"2", b"3", b"4"]
+    assert _line_arrivals(arrivals) > 0.45  # lines arrived as PHP flushed them
+
+
+def test_binary_response_exact(server: Server) -> None:
+    r = curl(f"{server.url}/big.php?kb=2048")
+    assert r.stdout == bytes(range(256)) * 32 * 256
+
+
+# ---------------------------------------------------------------- routing
+
+
+def test_routing_never_serves_source_or_dotfiles(server: Server) -> None:
+    for path in ["/.env", "/.git/config", "/hello.php/../.env", "/%2e%2e/%2e%2e/etc/passwd",
+                 "/..%2f..%2fetc/passwd", "/broken.inc", "/static.txt%00.php"]:
+        r = curl("-o", "/dev/null", "-w", "%{http_code}", "--path-as-is", server.url + path)
+        assert r.stdout in (b"400", b"403", b"404"), (path, r.stdout)
+    r = curl(f"{server.url}/hello.php")
+    assert b"<?php" not in r.stdout
+
+
+def test_static_and_directories(server: Server) -> None:
+    r = curl("-i", f"{server.url}/static.txt")
+    status, headers, body = parse_head(r.stdout)
+    assert status == 200
+    assert headers[b"content-type"] == [b"text/plain; charset=utf-8"]
+    assert body == b"plain static text\n"
+    assert headers[b"content-length"] == [b"18"]
+    r = curl("-i", f"{server.url}/sub")
+    status, headers, _ = parse_head(r.stdout)
+    assert status == 301 and headers[b"location"] == [b"/sub/"]
+    r = curl(f"{server.url}/sub/")
+    assert r.stdout == b"sub index"
+
+
+def test_single_entry_point(tmp_path: Path) -> None:
+    root = tmp_path / "public"
+    root.mkdir()
+    (root / "index.php").write_text(
+        "<?php header('Content-Type: application/json'); echo json_encode(["
+        "'uri' => $_SERVER['REQUEST_URI'], 'script' => $_SERVER['SCRIPT_NAME'],"
+        "'path_info' => $_SERVER['PATH_INFO'], 'self' => $_SERVER['PHP_SELF'], 'get' => $_GET]);"
+    )
+    (root / "app.css").write_text("body{}")
+    (root / "other.php").write_text("<?php echo 'other';")
+    s = start_server(tmp_path, root, "--index-file", "index.php")
+    try:
+        d = json.loads(curl(f"{s.url}/users/5?tab=posts").stdout)
+        assert d == {"uri": "/users/5?tab=posts", "script": "/index.php", "path_info": "",
+                     "self": "/index.php", "get": {"tab": "posts"}}
+        d = json.loads(curl(f"{s.url}/").stdout)
+        assert d["uri"] == "/" and d["script"] == "/index.php"
+        r = curl("-i", f"{s.url}/app.css")
+        status, headers, body = parse_head(r.stdout)
+        assert (status, body) == (200, b"body{}")
+        assert headers[b"content-type"] == [b"text/css; charset=utf-8"]
+        r = curl("-o", "/dev/null", "-w", "%{http_code}", f"{s.url}/other.php")
+        assert r.stdout == b"404"
+    finally:
+        s.stop()
+
+
+# ---------------------------------------------------------------- failures and limits
+
+
+def test_fatal_is_500_and_server_keeps_serving(server: Server) -> None:
+    for kind in ["fatal", "exception", "memory"]:
+        r = curl("-o", "/dev/null", "-w", "%{http_code}", f"{server.url}/fail.php?kind={kind}")
+        assert r.stdout == b"500", kind
+    assert curl(f"{server.url}/hello.php").stdout == b"Hello, World!"
+
+
+def test_overload_answers_503_with_retry_after(tmp_path: Path, docroot: Path) -> None:
+    s = start_server(tmp_path, docroot, "--php-workers", "1", "--queue-capacity", "1")
+    try:
+        async def burst() -> list[httpx.Response]:
+            async with httpx.AsyncClient(timeout=20) as client:
+                return await asyncio.gather(
+                    *[client.get(f"{s.url}/sleep.php?s=1") for _ in range(4)])
+
+        responses = asyncio.run(burst())
+        codes = sorted(r.status_code for r in responses)
+        # one runs, at most one waits in the queue, the rest are refused at once
+        assert set(codes) == {200, 503} and codes.count(200) <= 2, codes
+        refused = [r for r in responses if r.status_code == 503]
+        assert all(r.headers["retry-after"] == "1" for r in refused)
+    finally:
+        s.stop()
+
+
+def test_request_timeout_answers_504(tmp_path: Path, docroot: Path) -> None:
+    s = start_server(tmp_path, docroot, "--request-timeout", "1s")
+    try:
+        t0 = time.monotonic()
+        r = curl("-o", "/dev/null", "-w", "%{http_code}", f"{s.url}/sleep.php?s=10")
+        assert r.stdout == b"504"
+        assert time.monotonic() - t0 < 5
+        assert curl(f"{s.url}/hello.php").stdout == b"Hello, World!"
+    finally:
+        s.stop()
+
+
+def test_bad_config_value_names_the_option(docroot: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "gateway", "--document-root", str(docroot),
+                          "--php-workers", "many"], capture_output=True, text=True, cwd=REPO,
+                         timeout=30)
+    assert out.returncode == 2
+    assert "--php-workers / PHP_WORKERS" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "gateway", "--document-root", str(docroot)],
+                         capture_output=True, text=True, cwd=REPO, timeout=30,
+                         env={**os.environ, "HEADER_TIMEOUT_SECS": "-3"})
+    assert out.returncode == 2
+    assert "HEADER_TIMEOUT_SECS" in out.stderr
+
+
+def test_crashed_worker_is_restarted(tmp_path: Path, docroot: Path) -> None:
+    s = start_server(tmp_path, docroot, "--processes", "2", workers_ready=2)
+    try:
+        children = subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        assert len(children) == 2
+        os.kill(int(children[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while s.logs().count("worker ready") < 3:
+            assert time.monotonic() < deadline, s.logs()
+            time.sleep(0.1)
+        assert "worker died" in s.logs()
+        for _ in range(10):
+            assert curl(f"{s.url}/hello.php").stdout == b"Hello, World!"
+    finally:
+        s.stop()
+
+
+def test_graceful_drain_finishes_in_flight(tmp_path: Path, docroot: Path) -> None:
+    s = start_server(tmp_path, docroot)
+    proc = subprocess.Popen(["curl", "-sS", f"{s.url}/sleep.php?s=1"], stdout=subprocess.PIPE)
+    time.sleep(0.3)
+    s.proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=15)
+    assert out == b"slept 1"
+    assert s.proc.wait(15) == 0
+
+
+# ---------------------------------------------------------------- HTTP/2 and TLS
+
+
+def test_tls_http2_and_http11(tls_server: Server, certs: dict[str, str]) -> None:
+    r = curl("--cacert", certs["ca"], "--http2", f"{tls_server.url}/server.php")
+    s = server_vars(r.stdout)
+    assert s["HTTPS"] == "on" and s["REQUEST_SCHEME"] == "https"
+    assert s["SERVER_PROTOCOL"] == "HTTP/2.0"
+    assert s["HTTP_HOST"] == f"127.0.0.1:{tls_server.port}"
+    r = curl("--cacert", certs["ca"], "--http1.1", f"{tls_server.url}/server.php")
+    s = server_vars(r.stdout)
+    assert s["SERVER_PROTOCOL"] == "HTTP/1.1" and s["HTTPS"] == "on"
+
+
+def test_h2c_prior_knowledge_and_upgrade(server: Server) -> None:
+    r = curl("--http2-prior-knowledge", f"{server.url}/server.php")
+    assert server_vars(r.stdout)["SERVER_PROTOCOL"] == "HTTP/2.0"
+    r = curl("--http2", "-i", f"{server.url}/server.php")
+    assert b"101 Switching Protocols" in r.stdout
+    assert b'"SERVER_PROTOCOL":"HTTP/2.0"' in r.stdout
+
+
+def test_httpx_http2_concurrent_streams(tls_server: Server, certs: dict[str, str]) -> None:
+    async def run() -> tuple[list[httpx.Response], float]:
+        async with httpx.AsyncClient(http2=True, verify=ssl.create_default_context(cafile=certs["ca"]), timeout=20) as client:
+            t0 = time.monotonic()
+            rs = await asyncio.gather(
+                *[client.get(f"{tls_server.url}/sleep.php?s=0.5") for _ in range(2)],
+                *[client.get(f"{tls_server.url}/hello.php") for _ in range(20)],
+            )
+            return rs, time.monotonic() - t0
+
+    responses, elapsed = asyncio.run(run())
+    assert all(r.http_version == "HTTP/2" for r in responses)
+    assert [r.content for r in responses[:2]] == [b"slept 0.5"] * 2
+    assert all(r.content == b"Hello, World!" for r in responses[2:])
+    assert elapsed < 3
+
+
+def test_streaming_response_http2_data_frames(tls_server: Server, certs: dict[str, str]) -> None:
+    arrivals: list[float] = []
+    with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=certs["ca"])) as client, client.stream(
+        "GET", f"{tls_server.url}/stream.php?n=5&ms=150"
+    ) as resp:
+        assert resp.http_version == "HTTP/2"
+        for _ in resp.iter_lines():
+            arrivals.append(time.monotonic())
+    assert len(arrivals) == 5
+    assert arrivals[-1] - arrivals[0] > 0.45
+
+
+def test_h2load_short_run(tls_server: Server) -> None:
+    if shutil.which("h2load") is None:
+        pytest.fail("h2load is not installed (nghttp2-client)")
+    out = subprocess.run(["h2load", "-n", "2000", "-c", "10", "-m", "10",
+                          f"{tls_server.url}/hello.php"], capture_output=True, text=True,
+                         timeout=120)
+    assert "2000 succeeded, 0 failed, 0 errored" in out.stdout, out.stdout
+    assert "status codes: 2000 2xx" in out.stdout, out.stdout
+
+
+def test_malformed_request_gets_400_and_close(server: Server) -> None:
+    with raw_connection(server.port) as sock:
+        sock.sendall(b"GET /hello.php HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400")
+    assert b"connection: close" in data.lower()

@@ -1,0 +1,401 @@
+"""HTTP/2 adapter, sans-IO: frames come from (and go back to) h2's client H2Connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.settings
+import pytest
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
+
+from gateway.protocol.events import Body, EndBody, ProtocolError, Request, StreamReset
+from gateway.protocol.http1 import H1Connection, SwitchToH2
+from gateway.protocol.http2 import (
+    CONNECTION_WINDOW,
+    STREAM_WINDOW,
+    ConnectionClosed,
+    H2Event,
+    Http2Connection,
+    WindowOpened,
+)
+from gateway.protocol.response_headers import ResponseDefaults
+
+DATE = b"Thu, 01 Jan 2026 00:00:00 GMT"
+GET = [(b":method", b"GET"), (b":path", b"/index.php?x=1"), (b":scheme", b"https"),
+       (b":authority", b"example.test")]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def client_conn() -> h2.connection.H2Connection:
+    config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+    return h2.connection.H2Connection(config)
+
+
+def connect(**kwargs: object) -> tuple[Http2Connection, h2.connection.H2Connection]:
+    server = Http2Connection(defaults=ResponseDefaults(date=DATE), **kwargs)  # type: ignore[arg-type]
+    server.initiate()
+    client = client_conn()
+    client.initiate_connection()
+    assert server.receive_data(client.data_to_send()) == []
+    client.receive_data(server.data_to_send())
+    server.receive_data(client.data_to_send())  # the client's SETTINGS ACK
+    return server, client
+
+
+def to_server(server: Http2Connection, client: h2.connection.H2Connection) -> list[H2Event]:
+    return server.receive_data(client.data_to_send())
+
+
+def to_client(server: Http2Connection, client: h2.connection.H2Connection) -> list[object]:
+    return list(client.receive_data(server.data_to_send()))
+
+
+def frames(data: bytes) -> Iterator[Frame]:
+    view = memoryview(data)
+    while view:
+        frame, length = Frame.parse_frame_header(view[:9])
+        frame.parse_body(view[9 : 9 + length])
+        yield frame
+        view = view[9 + length :]
+
+
+def test_settings_and_connection_window() -> None:
+    _, client = connect(max_concurrent_streams=7, max_header_list_size=4096)
+    codes = h2.settings.SettingCodes
+    assert client.remote_settings[codes.MAX_CONCURRENT_STREAMS] == 7
+    assert client.remote_settings[codes.MAX_HEADER_LIST_SIZE] == 4096
+    assert client.remote_settings[codes.INITIAL_WINDOW_SIZE] == STREAM_WINDOW
+    assert client.outbound_flow_control_window == CONNECTION_WINDOW
+
+
+def test_get_request_and_response() -> None:
+    server, client = connect()
+    client.send_headers(1, [*GET, (b"accept", b"*/*"), (b"cookie", b"a=1"), (b"cookie", b"b=2")],
+                        end_stream=True)
+    request, end = to_server(server, client)
+    assert isinstance(request, Request)
+    assert request.stream_id == 1
+    assert request.method == b"GET"
+    assert request.target == b"/index.php?x=1"
+    assert request.http_version == "2"
+    assert request.authority == b"example.test"
+    assert request.scheme == "https"
+    assert request.has_body is False
+    assert request.headers == [(b"accept", b"*/*"), (b"cookie", b"a=1; b=2")]
+    assert end == EndBody(1)
+
+    server.send_response(1, 200, [(b"content-type", b"text/plain"), (b"content-length", b"5"),
+                                  (b"connection", b"keep-alive"), (b"server", b"Apache")])
+    assert server.send_data(1, b"hello") == 5
+    server.end_stream(1)
+    events = to_client(server, client)
+    response = events[0]
+    assert isinstance(response, h2.events.ResponseReceived)
+    assert response.headers == [
+        (b":status", b"200"), (b"date", DATE), (b"server", b"php-gateway"),
+        (b"content-type", b"text/plain"), (b"content-length", b"5"),
+    ]
+    data = b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived))
+    assert data == b"hello"
+    assert any(isinstance(e, h2.events.StreamEnded) for e in events)
+    server.stream_finished(1)
+    assert server.active_streams == 0
+
+
+def test_request_body_is_flow_controlled_until_consumed() -> None:
+    server, client = connect()
+    client.send_headers(1, [(b":method", b"POST"), *GET[1:]])
+    to_server(server, client)
+    for _ in range(3):
+        client.send_data(1, b"x" * 16384)
+    client.send_data(1, b"x" * (STREAM_WINDOW - 3 * 16384))
+    events = to_server(server, client)
+    assert b"".join(e.data for e in events if isinstance(e, Body)) == b"x" * STREAM_WINDOW
+    to_client(server, client)
+    assert client.local_flow_control_window(1) == 0  # nothing consumed: no window granted
+    server.acknowledge(1, STREAM_WINDOW)
+    events = to_client(server, client)
+    assert any(isinstance(e, h2.events.WindowUpdated) and e.stream_id == 1 for e in events)
+    assert client.local_flow_control_window(1) == STREAM_WINDOW
+    client.end_stream(1)
+    assert to_server(server, client) == [EndBody(1)]
+
+
+def test_padding_is_returned_at_once() -> None:
+    server, client = connect()
+    client.send_headers(1, [(b":method", b"POST"), *GET[1:]])
+    to_server(server, client)
+    for _ in range(130):  # 130 x (1 data + 255 padding + 1): past h2's half-window threshold
+        client.send_data(1, b"a", pad_length=255)
+    events = to_server(server, client)
+    assert b"".join(e.data for e in events if isinstance(e, Body)) == b"a" * 130
+    updates = [e for e in to_client(server, client) if isinstance(e, h2.events.WindowUpdated)]
+    assert any(e.stream_id == 1 for e in updates)  # granted although the app read nothing
+
+
+def test_send_waits_for_the_peer_window() -> None:
+    server, client = connect()
+    client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10})
+    client.send_headers(1, GET, end_stream=True)
+    to_server(server, client)
+    server.send_response(1, 200, [])
+    assert server.send_data(1, b"0123456789abcdef") == 10
+    assert server.sendable(1) == 0
+    assert server.send_data(1, b"abcdef") == 0
+    to_client(server, client)
+    client.increment_flow_control_window(6, stream_id=1)
+    assert WindowOpened(1) in to_server(server, client)
+    assert server.send_data(1, b"abcdef") == 6
+
+
+def test_peer_settings_change_opens_every_window() -> None:
+    server, client = connect()
+    client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 100000})
+    assert WindowOpened(0) in to_server(server, client)
+
+
+def test_peer_reset_becomes_stream_reset() -> None:
+    server, client = connect()
+    client.send_headers(1, [(b":method", b"POST"), *GET[1:]])
+    to_server(server, client)
+    client.reset_stream(1, h2.errors.ErrorCodes.CANCEL)
+    assert to_server(server, client) == [StreamReset(1)]
+    assert server.streams_reset_by_peer == 1
+    # DATA already in flight for the reset stream is not delivered
+    server.stream_finished(1)
+    assert server.active_streams == 0
+
+
+def open_and_reset(server: Http2Connection, client: h2.connection.H2Connection,
+                   count: int, first: int = 1) -> list[H2Event]:
+    events: list[H2Event] = []
+    for stream_id in range(first, first + 2 * count, 2):
+        client.send_headers(stream_id, GET, end_stream=True)
+        client.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+        events += to_server(server, client)
+        for event in events:
+            if isinstance(event, Request):
+                server.stream_finished(event.stream_id)  # the app stops at once
+    return events
+
+
+def test_rapid_reset_is_stopped_with_enhance_your_calm() -> None:
+    clock = Clock()
+    server, client = connect(rapid_reset_limit=20, rapid_reset_window=10.0, clock=clock)
+    events = open_and_reset(server, client, 19)
+    assert not any(isinstance(e, ConnectionClosed) for e in events)
+    events = open_and_reset(server, client, 1, first=39)
+    assert events[-1] == ConnectionClosed(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                                          "too many stream resets")
+    assert server.closed
+    goaway = [f for f in frames(server.data_to_send()) if isinstance(f, GoAwayFrame)]
+    assert goaway[-1].error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+
+
+def test_resets_spread_over_time_are_allowed() -> None:
+    clock = Clock()
+    server, client = connect(rapid_reset_limit=20, rapid_reset_window=10.0, clock=clock)
+    for batch in range(5):
+        events = open_and_reset(server, client, 10, first=1 + batch * 20)
+        clock.now += 11.0
+        assert not any(isinstance(e, ConnectionClosed) for e in events)
+    assert not server.closed
+
+
+def test_streams_whose_app_still_runs_count_against_the_limit() -> None:
+    server, client = connect(max_concurrent_streams=2)
+    for stream_id in (1, 3):
+        client.send_headers(stream_id, GET, end_stream=True)
+        client.reset_stream(stream_id)
+    to_server(server, client)  # both apps keep running (stream_finished not called)
+    client.send_headers(5, GET, end_stream=True)
+    assert to_server(server, client) == []
+    resets = [f for f in frames(server.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [
+        (5, h2.errors.ErrorCodes.REFUSED_STREAM)
+    ]
+    server.stream_finished(1)
+    client.send_headers(7, GET, end_stream=True)
+    assert isinstance(to_server(server, client)[0], Request)
+
+
+def test_declared_body_over_limit_gets_413_without_the_app() -> None:
+    server, client = connect(max_body_bytes=1000)
+    client.send_headers(1, [(b":method", b"POST"), *GET[1:], (b"content-length", b"1001")])
+    assert to_server(server, client) == []
+    events = to_client(server, client)
+    response = events[0]
+    assert isinstance(response, h2.events.ResponseReceived)
+    assert (b":status", b"413") in response.headers
+    assert any(isinstance(e, h2.events.StreamReset) and e.error_code == 0 for e in events)
+
+
+def test_streamed_body_over_limit_resets_the_app() -> None:
+    server, client = connect(max_body_bytes=1000)
+    client.send_headers(1, [(b":method", b"POST"), *GET[1:]])
+    client.send_data(1, b"a" * 600)
+    events = to_server(server, client)
+    assert events[1] == Body(1, b"a" * 600)
+    client.send_data(1, b"b" * 600)
+    assert to_server(server, client) == [StreamReset(1)]
+    events = to_client(server, client)
+    assert isinstance(events[0], h2.events.ResponseReceived)
+    assert (b":status", b"413") in events[0].headers
+
+
+def test_head_response_ends_with_the_headers() -> None:
+    server, client = connect()
+    client.send_headers(1, [(b":method", b"HEAD"), *GET[1:]], end_stream=True)
+    to_server(server, client)
+    server.send_response(1, 200, [(b"content-length", b"5")])
+    assert not server.body_allowed(1)
+    assert server.send_data(1, b"hello") == 5  # discarded
+    server.end_stream(1)
+    events = to_client(server, client)
+    assert isinstance(events[0], h2.events.ResponseReceived)
+    assert isinstance(events[1], h2.events.StreamEnded)
+    assert not any(isinstance(e, h2.events.DataReceived) for e in events)
+
+
+def test_response_header_checks() -> None:
+    server, client = connect()
+    client.send_headers(1, GET, end_stream=True)
+    to_server(server, client)
+    with pytest.raises(ValueError):
+        server.send_response(1, 200, [(b"x-evil", b"a\r\nb")])
+    client.send_headers(3, GET, end_stream=True)
+    to_server(server, client)
+    server.send_response(3, 200, [(b"content-length", b"4")])
+    with pytest.raises(RuntimeError):
+        server.send_data(3, b"too long")
+    server.send_data(3, b"ab")
+    with pytest.raises(RuntimeError):
+        server.end_stream(3)
+
+
+def test_connect_is_refused() -> None:
+    server, client = connect()
+    client.send_headers(1, [(b":method", b"CONNECT"), (b":authority", b"example.test:443")])
+    assert to_server(server, client) == []
+    response = to_client(server, client)[0]
+    assert isinstance(response, h2.events.ResponseReceived)
+    assert (b":status", b"501") in response.headers
+
+
+def test_drain_refuses_new_streams_and_lets_running_ones_finish() -> None:
+    server, client = connect()
+    client.send_headers(1, GET, end_stream=True)
+    to_server(server, client)
+    server.start_drain()
+    goaway = [f for f in frames(server.data_to_send()) if isinstance(f, GoAwayFrame)]
+    assert [(f.last_stream_id, f.error_code) for f in goaway] == [(1, 0)]
+    assert not server.closed
+    client.send_headers(3, GET, end_stream=True)  # crossed the GOAWAY in flight
+    assert to_server(server, client) == []
+    refused = [f for f in frames(server.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in refused] == [
+        (3, h2.errors.ErrorCodes.REFUSED_STREAM)
+    ]
+    server.send_response(1, 200, [(b"content-length", b"2")])
+    server.send_data(1, b"ok")
+    server.end_stream(1)
+    sent = list(frames(server.data_to_send()))
+    assert any(isinstance(f, HeadersFrame) and f.stream_id == 1 for f in sent)
+    server.stream_finished(1)
+    assert server.active_streams == 0
+    server.close()
+    goaway = [f for f in frames(server.data_to_send()) if isinstance(f, GoAwayFrame)]
+    assert [(f.last_stream_id, f.error_code) for f in goaway] == [(1, 0)]
+
+
+def test_idle_drain_closes_at_once() -> None:
+    server, client = connect()
+    server.start_drain()
+    assert server.closed
+    events = to_client(server, client)
+    assert isinstance(events[-1], h2.events.ConnectionTerminated)
+    assert events[-1].error_code == 0
+
+
+def test_peer_goaway_and_protocol_errors_close() -> None:
+    server, client = connect()
+    client.close_connection()
+    assert to_server(server, client) == [ConnectionClosed(0, "peer sent GOAWAY")]
+    assert server.closed
+
+    server, client = connect()
+    closed = server.receive_data(b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+    assert len(closed) == 1 and isinstance(closed[0], ConnectionClosed)
+    assert closed[0].error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+    goaway = [f for f in frames(server.data_to_send()) if isinstance(f, GoAwayFrame)]
+    assert goaway and goaway[0].error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+
+
+def test_header_list_over_the_limit_closes() -> None:
+    server, client = connect(max_header_list_size=1024)
+    client.send_headers(1, [*GET, (b"x-big", b"v" * 2000)], end_stream=True)
+    events = to_server(server, client)
+    assert len(events) == 1 and isinstance(events[0], ConnectionClosed)
+
+
+def test_prior_knowledge_from_the_http1_adapter() -> None:
+    client = client_conn()
+    client.initiate_connection()
+    client.send_headers(1, GET, end_stream=True)
+    h1 = H1Connection()
+    h1.receive_data(client.data_to_send())
+    switch = h1.next_event()
+    assert isinstance(switch, SwitchToH2)
+    server = Http2Connection(defaults=ResponseDefaults(date=DATE), scheme="http")
+    server.initiate()
+    request, end = server.receive_data(switch.data)
+    assert isinstance(request, Request) and request.target == b"/index.php?x=1"
+    assert request.scheme == "http"
+    assert end == EndBody(1)
+
+
+def test_h2c_upgrade_answers_on_stream_1() -> None:
+    client = client_conn()
+    settings = client.initiate_upgrade_connection()
+    assert settings is not None
+    h1 = H1Connection()
+    h1.receive_data(
+        b"GET /up HTTP/1.1\r\nHost: example.test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n" + client.data_to_send()
+    )
+    switch = h1.next_event()
+    assert isinstance(switch, SwitchToH2) and switch.request is not None
+    server = Http2Connection(defaults=ResponseDefaults(date=DATE), scheme="http")
+    request, end = server.initiate_upgrade(switch.settings, switch.request)
+    assert isinstance(request, Request)
+    assert (request.stream_id, request.target, request.http_version) == (1, b"/up", "2")
+    assert request.authority == b"example.test"
+    assert all(name not in (b"upgrade", b"http2-settings") for name, _ in request.headers)
+    assert end == EndBody(1)
+    assert server.receive_data(switch.data) == []  # the client's preface and SETTINGS
+    server.send_response(1, 200, [(b"content-length", b"2")])
+    server.send_data(1, b"ok")
+    server.end_stream(1)
+    events = to_client(server, client)
+    response = next(e for e in events if isinstance(e, h2.events.ResponseReceived))
+    assert response.stream_id == 1 and (b":status", b"200") in response.headers
+    assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived)) == b"ok"
+
+
+def test_bad_upgrade_settings_close() -> None:
+    server = Http2Connection()
+    request = Request(1, b"GET", b"/", [], "1.1")
+    events = server.initiate_upgrade(b"%%%not base64", request)
+    assert len(events) == 1 and isinstance(events[0], ConnectionClosed)
+    assert not isinstance(events[0], ProtocolError)
