@@ -53,7 +53,9 @@ def bind_tcp(addr: HostPort, option: str) -> socket.socket:
         sock.bind((addr.host, addr.port))
     except OSError as exc:
         sock.close()
-        raise SystemExit(f"php-gateway: {option}: cannot listen on {addr}: {exc.strerror}") from None
+        raise SystemExit(
+            f"php-gateway: {option}: cannot listen on {addr}: {exc.strerror}"
+        ) from None
     sock.listen(4096)
     sock.set_inheritable(True)
     return sock
@@ -67,7 +69,9 @@ def bind_udp(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise SystemExit(f"php-gateway: HTTP3: cannot bind UDP {host}:{port}: {exc.strerror}") from None
+        raise SystemExit(
+            f"php-gateway: --http3 / HTTP3: cannot bind UDP {host}:{port}: {exc.strerror}"
+        ) from None
     sock.set_inheritable(True)
     return sock
 
@@ -77,7 +81,8 @@ def bind_listeners(config: Config) -> Listeners:
     listeners = Listeners(http=http)
     tls_sock = http
     if config.tls and config.tls_listen_addr is not None:
-        listeners.tls = tls_sock = bind_tcp(config.tls_listen_addr, "--tls-listen-addr / TLS_LISTEN_ADDR")
+        listeners.tls = tls_sock = bind_tcp(config.tls_listen_addr,
+                                            "--tls-listen-addr / TLS_LISTEN_ADDR")
     if config.tls and config.http3:
         host, port = tls_sock.getsockname()[:2]
         listeners.quic = bind_udp(host, port)

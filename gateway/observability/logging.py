@@ -35,7 +35,9 @@ def configure_logging(level: str = "info", service: str = "php-gateway",
 
 
 def _add_service(service: str) -> structlog.types.Processor:
-    def processor(_: object, __: str, event: structlog.types.EventDict) -> structlog.types.EventDict:
+    def processor(
+        _: object, __: str, event: structlog.types.EventDict
+    ) -> structlog.types.EventDict:
         event.setdefault("service", service)
         return event
 

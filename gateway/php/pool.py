@@ -157,6 +157,14 @@ class PhpCall:
         self._unacked = len(data)
         return data
 
+    def complete_body(self) -> bytes | None:
+        """The whole body if PHP has already ended the response, else None (stream it)."""
+        if not self._finished:
+            return None
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        return data
+
     async def wait_done(self) -> Outcome:
         if self.outcome is not None:
             return self.outcome

@@ -91,8 +91,19 @@ class PhpStage:
             return await self._refuse(ctx, 500, b"")
         status, headers = head
         status, headers = _clean_headers(status, headers)
+        head_only = ctx.request.method == b"HEAD"
+        body = None if head_only else call.complete_body()
+        if body is not None:
+            # PHP is done already (the usual case): one response with a content-length.
+            if not any(name == b"content-length" for name, _ in headers):
+                headers = [*headers, (b"content-length", str(len(body)).encode())]
+            await ctx.send_response(status, headers)
+            if body:
+                await ctx.send_data(body)
+            await ctx.end()
+            return status
         await ctx.send_response(status, headers)
-        if ctx.request.method != b"HEAD":
+        if not head_only:
             while data := await call.read():
                 await ctx.send_data(data)
         await ctx.end()

@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import REPO, Server, curl, raw_connection, start_server
+from server_harness import REPO, Server, curl, raw_connection, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +78,7 @@ def test_every_method_reaches_php(server: Server) -> None:
         assert d["server"]["REQUEST_METHOD"] == method
         assert d["input"] == "payload", method
     r = curl("-I", f"{server.url}/hello.php")
-    status, headers, body = parse_head(r.stdout)
+    status, _, body = parse_head(r.stdout)
     assert status == 200 and body == b""
 
 
@@ -285,7 +285,8 @@ def test_h2c_prior_knowledge_and_upgrade(server: Server) -> None:
 
 def test_httpx_http2_concurrent_streams(tls_server: Server, certs: dict[str, str]) -> None:
     async def run() -> tuple[list[httpx.Response], float]:
-        async with httpx.AsyncClient(http2=True, verify=ssl.create_default_context(cafile=certs["ca"]), timeout=20) as client:
+        verify = ssl.create_default_context(cafile=certs["ca"])
+        async with httpx.AsyncClient(http2=True, verify=verify, timeout=20) as client:
             t0 = time.monotonic()
             rs = await asyncio.gather(
                 *[client.get(f"{tls_server.url}/sleep.php?s=0.5") for _ in range(2)],
@@ -302,7 +303,8 @@ def test_httpx_http2_concurrent_streams(tls_server: Server, certs: dict[str, str
 
 def test_streaming_response_http2_data_frames(tls_server: Server, certs: dict[str, str]) -> None:
     arrivals: list[float] = []
-    with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=certs["ca"])) as client, client.stream(
+    verify = ssl.create_default_context(cafile=certs["ca"])
+    with httpx.Client(http2=True, verify=verify) as client, client.stream(
         "GET", f"{tls_server.url}/stream.php?n=5&ms=150"
     ) as resp:
         assert resp.http_version == "HTTP/2"

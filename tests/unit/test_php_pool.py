@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import structlog
-from conftest import POOL_QUEUE, POOL_THREADS, REPO, php_request
+from php_harness import POOL_QUEUE, POOL_THREADS, REPO, php_request
 
 from gateway.php.pool import Overloaded
 
@@ -81,10 +81,19 @@ async def test_four_threads_run_four_sleeps_at_once(php: Runner) -> None:
 
 async def test_full_queue_fails_at_once(php_pool: Any) -> None:
     calls = []
-    for _ in range(POOL_THREADS + POOL_QUEUE):
+
+    def submit_sleeper() -> None:
         c = php_pool.submit(php_request("sleep.php", query="s=0.5"))
         c.end_body()
         calls.append(c)
+
+    for _ in range(POOL_THREADS):
+        submit_sleeper()
+    while php_pool.stats().busy < POOL_THREADS:  # every thread has taken its request
+        await asyncio.sleep(0.01)
+    for _ in range(POOL_QUEUE):
+        submit_sleeper()
+    assert php_pool.stats().queued == POOL_QUEUE
     t0 = time.monotonic()
     with pytest.raises(Overloaded):
         php_pool.submit(php_request("hello.php"))
@@ -144,7 +153,7 @@ def test_jit_and_ini_overrides_in_a_fresh_process() -> None:
         """
         import asyncio, json, sys
         sys.path.insert(0, %r)
-        from conftest import run_php, REPO
+        from php_harness import run_php, REPO
         from gateway.php.pool import PhpPool, PoolOptions
         pool = PhpPool(PoolOptions(threads=1, queue_capacity=2,
             ini_path=REPO / "gateway" / "php" / "php.ini",

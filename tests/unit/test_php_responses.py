@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from conftest import php_request
+from php_harness import php_request
 
 Runner = Any
 

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from conftest import PHP_DIR
+from php_harness import PHP_DIR
 
 Runner = Any
 

@@ -1,0 +1,171 @@
+"""Starts the real php-gateway (supervisor + worker processes, real libphp) on 127.0.0.1
+with free ports, waits until it answers, and stops it with SIGTERM afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PHP_FIXTURES = REPO / "tests" / "php"
+APP_FIXTURES = REPO / "tests" / "e2e" / "docroot"
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_tcp_udp_port() -> int:
+    """A port free for both TCP and UDP (HTTPS and HTTP/3 share it)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            try:
+                u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no port free for both TCP and UDP")
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    port: int
+    docroot: Path
+    log_path: Path
+    tls: bool = False
+    internal_port: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path, tls: bool,
+               timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"php-gateway exited with {proc.returncode}:\n"
+                               f"{log_path.read_text(errors='replace')}")
+        # The supervisor binds before workers start, so a worker's log line tells readiness.
+        if "worker ready" in log_path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"php-gateway did not become ready:\n{log_path.read_text()}")
+
+
+def start_server(tmp: Path, docroot: Path, *args: str, tls: tuple[str, str] | None = None,
+                 env: dict[str, str] | None = None, workers_ready: int = 1,
+                 internal: bool = False) -> Server:
+    port = free_tcp_udp_port()
+    log_path = tmp / f"gateway-{port}.log"
+    cmd = [sys.executable, "-m", "gateway", "--listen-addr", f"127.0.0.1:{port}",
+           "--document-root", str(docroot), "--php-workers", "2", *args]
+    if tls:
+        cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+    internal_port = None
+    if internal:
+        internal_port = free_port()
+        cmd += ["--internal-addr", f"127.0.0.1:{internal_port}"]
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                env=full_env)
+    deadline = time.monotonic() + 30
+    wait_ready(proc, port, log_path, tls is not None)
+    while log_path.read_text(errors="replace").count("worker ready") < workers_ready:
+        if time.monotonic() > deadline:
+            raise RuntimeError(log_path.read_text())
+        time.sleep(0.05)
+    return Server(proc, port, docroot, log_path, tls is not None, internal_port, full_env)
+
+
+@pytest.fixture(scope="session")
+def docroot(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The PHP fixtures plus a few static files, as a document root."""
+    root = tmp_path_factory.mktemp("docroot")
+    for item in PHP_FIXTURES.iterdir():
+        shutil.copy2(item, root / item.name)
+    if APP_FIXTURES.exists():
+        shutil.copytree(APP_FIXTURES, root, dirs_exist_ok=True)
+    (root / "static.txt").write_text("plain static text\n")
+    (root / "blob.bin").write_bytes(bytes(range(256)) * 400)
+    (root / ".env").write_text("SECRET=1\n")
+    (root / "sub").mkdir(exist_ok=True)
+    (root / "sub" / "index.php").write_text("<?php echo 'sub index';")
+    return root
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    import trustme
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    d = tmp_path_factory.mktemp("certs")
+    key_path, ca_path = d / "key.pem", d / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key_path))
+    ca.cert_pem.write_to_path(str(ca_path))
+    chain = b"".join(blob.bytes() for blob in cert.cert_chain_pems)
+    (d / "chain.pem").write_bytes(chain)
+    return {"cert": str(d / "chain.pem"), "key": str(key_path), "ca": str(ca_path)}
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory, docroot: Path) -> Iterator[Server]:
+    """Plain HTTP, traditional routing, h11-independent default parser."""
+    s = start_server(tmp_path_factory.mktemp("srv"), docroot)
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_server(tmp_path_factory: pytest.TempPathFactory, docroot: Path,
+               certs: dict[str, str]) -> Iterator[Server]:
+    s = start_server(tmp_path_factory.mktemp("tls"), docroot, tls=(certs["cert"], certs["key"]))
+    yield s
+    s.stop()
+
+
+def curl(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[bytes]:
+    if shutil.which("curl") is None:
+        pytest.fail("curl is not installed (scripts/install-system-deps.sh installs it)")
+    return subprocess.run(["curl", "-sS", *args], capture_output=True, timeout=timeout)
+
+
+@contextlib.contextmanager
+def raw_connection(port: int) -> Iterator[socket.socket]:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        yield s
+    finally:
+        s.close()
