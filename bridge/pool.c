@@ -88,12 +88,6 @@ int pg_poll(pg_event *out, int max) {
     return n;
 }
 
-void pg_free_events(pg_event *events, int n) {
-    for (int i = 0; i < n; i++) {
-        free(events[i].data);
-        events[i].data = NULL;
-    }
-}
 
 int pg_event_fd(void) { return P.efd; }
 
@@ -154,7 +148,7 @@ static void reset_slot_io(pg_slot *s) {
     s->worker = NULL;
 }
 
-int64_t pg_submit(const pg_request *req) {
+static int64_t submit(const pg_request *req, bool body_complete) {
     pthread_mutex_lock(&P.mu);
     if (!P.started || P.stopping) {
         pthread_mutex_unlock(&P.mu);
@@ -180,6 +174,7 @@ int64_t pg_submit(const pg_request *req) {
         return PG_OVERLOADED;
     }
     reset_slot_io(s);
+    s->in_eof = body_complete; /* before queueing: a thread may read the body at once */
     s->handle = ((int64_t)s->gen << HANDLE_INDEX_BITS) | idx;
     s->state = SLOT_QUEUED;
     int64_t handle = s->handle;
@@ -196,7 +191,7 @@ int64_t pg_submit_args(const char *method, const char *request_uri, const char *
                        const char *script_filename, const char *content_type,
                        int64_t content_length, const char *cookie, const char *authorization,
                        int proto_num, double request_time, const char *vars, size_t vars_len,
-                       const char *headers, size_t headers_len) {
+                       const char *headers, size_t headers_len, int body_complete) {
     pg_request r = {
         .method = method, .request_uri = request_uri, .query_string = query_string,
         .script_filename = script_filename, .content_type = content_type,
@@ -204,8 +199,10 @@ int64_t pg_submit_args(const char *method, const char *request_uri, const char *
         .proto_num = proto_num, .request_time = request_time, .vars = vars,
         .vars_len = vars_len, .headers = headers, .headers_len = headers_len,
     };
-    return pg_submit(&r);
+    return submit(&r, body_complete != 0);
 }
+
+int64_t pg_submit(const pg_request *req) { return submit(req, false); }
 
 size_t pg_body_write(int64_t handle, const char *data, size_t len, int eof) {
     pg_slot *s = slot_of(handle);
@@ -323,7 +320,7 @@ void pg_interrupt(int64_t handle) {
     pthread_mutex_unlock(&s->mu);
 }
 
-void pg_release(int64_t handle) {
+static void release_slot(int64_t handle) {
     pg_slot *s = slot_of(handle);
     if (!s || s->state != SLOT_DONE) return;
     free(s->mem);
@@ -338,6 +335,14 @@ void pg_release(int64_t handle) {
     s->next_free = P.free_head;
     P.free_head = idx;
     pthread_mutex_unlock(&P.mu);
+}
+
+void pg_free_events(pg_event *events, int n) {
+    for (int i = 0; i < n; i++) {
+        free(events[i].data);
+        events[i].data = NULL;
+        if (events[i].type == PG_EV_DONE) release_slot(events[i].handle);
+    }
 }
 
 void pg_get_stats(pg_stats *out) {

@@ -61,6 +61,7 @@ def php_request(
     path_info: str = "",
     http_version: str = "1.1",
     tls: bool = False,
+    has_body: bool = True,
 ) -> object:
     from gateway.php.cgi import Script, build_request
 
@@ -77,6 +78,7 @@ def php_request(
         tls=tls,
         content_length=content_length,
         request_time=time.time(),
+        has_body=has_body,
     )
 
 

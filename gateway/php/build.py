@@ -61,14 +61,14 @@ int pg_event_fd(void);
 int64_t pg_submit_args(const char *method, const char *request_uri, const char *query_string,
     const char *script_filename, const char *content_type, int64_t content_length,
     const char *cookie, const char *authorization, int proto_num, double request_time,
-    const char *vars, size_t vars_len, const char *headers, size_t headers_len);
+    const char *vars, size_t vars_len, const char *headers, size_t headers_len,
+    int body_complete);
 size_t pg_body_write(int64_t handle, const char *data, size_t len, int eof);
 void pg_ack(int64_t handle, size_t n);
 void pg_cancel(int64_t handle);
 void pg_interrupt(int64_t handle);
 int pg_poll(pg_event *out, int max);
 void pg_free_events(pg_event *events, int n);
-void pg_release(int64_t handle);
 void pg_get_stats(pg_stats *out);
 void pg_stop(void);
 const char *pg_php_version(void);

@@ -52,6 +52,7 @@ def build_request(
     content_length: int | None,
     request_time: float,
     authority: bytes = b"",
+    has_body: bool = True,
     extra_vars: list[tuple[bytes, bytes]] | None = None,
 ) -> PhpRequest:
     query = target.partition(b"?")[2]
@@ -112,4 +113,5 @@ def build_request(
         content_length=content_length,
         request_time=request_time,
         proto_num=proto_num,
+        body_complete=not has_body or content_length == 0,
     )

@@ -65,6 +65,7 @@ class PhpRequest:
     content_length: int | None
     request_time: float
     proto_num: int = 1001
+    body_complete: bool = False  # no body bytes will follow (GET, or Content-Length: 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,15 +322,15 @@ class PhpPool:
             len(vars_blob),
             headers_blob or null,
             len(headers_blob),
+            1 if req.body_complete else 0,
         )
         if handle == lib.PG_OVERLOADED:
             raise Overloaded("PHP threads busy and the queue is full")
         if handle < 0:
             raise PoolStopped("the PHP pool is not running")
         call = PhpCall(handle, self, loop)
+        call._body_closed = req.body_complete
         self._calls[handle] = call
-        if req.content_length == 0:
-            call.end_body()
         return call
 
     # --- bridge events ----------------------------------------------------------------
@@ -370,7 +371,6 @@ class PhpPool:
                     calls.pop(handle, None)
                     if call is not None:
                         call._on_done(ev.code, ev.flags)
-                    lib.pg_release(handle)
             if n:
                 lib.pg_free_events(events, n)
             if n < _POLL_BATCH:

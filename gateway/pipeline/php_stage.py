@@ -52,6 +52,7 @@ class PhpStage:
             content_length=req.content_length,
             request_time=time.time(),
             authority=req.authority,
+            has_body=req.has_body,
         )
         try:
             call = self.pool.submit(php_req)
@@ -61,10 +62,8 @@ class PhpStage:
             return await self._refuse(ctx, 503, b"The server is shutting down.\n")
 
         pump: asyncio.Task[None] | None = None
-        if req.has_body and req.content_length != 0:
+        if not php_req.body_complete:
             pump = asyncio.create_task(self._pump_body(ctx, call))
-        else:
-            call.end_body()
         try:
             timeout = self.options.request_timeout
             async with asyncio.timeout(timeout):

@@ -323,6 +323,10 @@ class H2Protocol(asyncio.Protocol):
         self._streams.pop(ctx.stream_id, None)
         if self._closing:
             return
+        if ctx._buffered:  # body the app never read: give the connection window back
+            self.conn.acknowledge(ctx.stream_id, ctx._buffered)
+            ctx._chunks.clear()
+            ctx._buffered = 0
         self.conn.stream_finished(ctx.stream_id)
         if not self._streams:
             if self.conn.draining:

@@ -17,7 +17,7 @@ import asyncio
 import os
 import socket
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 import structlog
 from aioquic._buffer import Buffer
@@ -139,8 +139,8 @@ class QuicServer(asyncio.DatagramProtocol):
     # -- asyncio.DatagramProtocol ---------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # selector loops do not subclass DatagramTransport, uvloop does: trust the endpoint
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None

@@ -285,6 +285,26 @@ def test_h2load_cleartext(plain: ServerThread, protocol: str) -> None:
     h2load(*(["--h1"] if protocol == "http/1.1" else []), plain.url + "/hello")
 
 
+def test_http2_unread_bodies_return_the_connection_window(plain: ServerThread) -> None:
+    sock, client = h2_socket(plain)
+    for i in range(20):  # 20 x 60 KB the app never reads > the 1 MiB connection window
+        stream_id = 1 + 2 * i
+        client.send_headers(stream_id, [(b":method", b"POST"), *h2_get("/hello")[1:]])
+        for _ in range(4):
+            client.send_data(stream_id, b"u" * 15_000)  # raises once the window is gone
+        sock.sendall(client.data_to_send())
+        ended = False
+        while not ended:
+            data = sock.recv(65536)
+            assert data
+            for event in client.receive_data(data):
+                ended = ended or (isinstance(event, h2.events.StreamEnded)
+                                  and event.stream_id == stream_id)
+            sock.sendall(client.data_to_send())
+    assert client.outbound_flow_control_window > 0
+    sock.close()
+
+
 @needs_h2load
 def test_h2load_tls(tls: ServerThread) -> None:
     h2load(tls.url + "/hello")
