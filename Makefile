@@ -31,12 +31,12 @@ serve: bridge
 	$(VENV)/bin/php-gateway --document-root www $(ARGS)
 
 test: bridge
-	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/ruff check gateway tests $(wildcard bench)
 	$(VENV)/bin/mypy gateway
 	$(PY) -m pytest -q $(ARGS)
 
 lint: deps
-	$(VENV)/bin/ruff check gateway tests bench
+	$(VENV)/bin/ruff check gateway tests $(wildcard bench)
 	$(VENV)/bin/mypy gateway
 
 bench: bridge
