@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Builds PHP 8.4 ZTS (embed SAPI as libphp.so) from Debian's php8.4 source package into a
-# cache prefix keyed by PHP series + configure flags. A second run finds the finished prefix
-# and only prints it. Prints the prefix path as the last line of stdout.
+# Builds PHP from Debian's php8.4 source package into a cache prefix keyed by PHP series,
+# variant and configure flags. A second run finds the finished prefix and only prints it.
+# Prints the prefix path as the last line of stdout.
 #
 #   PHP_GATEWAY_CACHE   cache root (default ~/.cache/php-gateway)
 #   PHP_SERIES          8.4 (default) or 8.2 (bookworm fallback)
+#   PHP_VARIANT         zts (default): ZTS embed SAPI as libphp.so, what the gateway runs;
+#                       fpm: NTS php-fpm with the same extensions, the benchmark's baseline
+#                       (built as the official php:8.4-fpm image is)
 #   PHP_BUILD_JOBS      make -j (default: nproc)
 set -euo pipefail
 
@@ -14,8 +17,15 @@ jobs=${PHP_BUILD_JOBS:-$(nproc)}
 script_rev=3   # bump when the build steps change in a way that needs a rebuild
 
 # Extensions Laravel, Symfony and WordPress need; see docs/configuration.md.
+variant=${PHP_VARIANT:-zts}
+case "$variant" in
+  zts) sapi_flags=(--enable-embed=shared --enable-zts --disable-zend-signals
+                   --enable-zend-max-execution-timers) ;;
+  fpm) sapi_flags=(--enable-fpm --with-fpm-user=www-data --with-fpm-group=www-data) ;;
+  *) echo "build-php: PHP_VARIANT must be zts or fpm, got '$variant'" >&2; exit 2 ;;
+esac
 configure_flags=(
-  --enable-embed=shared --enable-zts --disable-zend-signals --enable-zend-max-execution-timers
+  "${sapi_flags[@]}"
   --disable-cgi --disable-phpdbg
   --enable-opcache
   --enable-bcmath --enable-calendar --enable-ctype --with-curl --enable-dom --enable-exif
@@ -34,7 +44,7 @@ build_deps=(
 )
 
 key=$(printf '%s\n' "$series" "$script_rev" "${configure_flags[@]}" | sha256sum | cut -c1-12)
-prefix="$cache/php-$series-zts-$key"
+prefix="$cache/php-$series-$variant-$key"
 log() { echo "build-php: $*" >&2; }
 
 if [ -f "$prefix/.complete" ]; then
@@ -124,6 +134,6 @@ rm -rf "$prefix"
 make install >"$build/install.log" 2>&1 || { tail -40 "$build/install.log" >&2; exit 1; }
 mkdir -p "$prefix/etc/conf.d"
 ln -sfn "$srcdir" "$prefix/source"   # php-src on disk, for reading SAPI internals
-echo "php $upstream ($version) zts flags-key $key" >"$prefix/.complete"
+echo "php $upstream ($version) $variant flags-key $key" >"$prefix/.complete"
 log "done: $prefix"
 echo "$prefix"
