@@ -58,7 +58,10 @@ _FRAMING_NAMES: Final = frozenset(
     (b"host", b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade",
      b"http2-settings")
 )
-_CHUNK_LINE: Final = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\r\n]*)?[ \t]*")
+# h11's grammar, so both parsers agree: extensions are discarded, whatever they hold
+_CHUNK_LINE: Final = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\n]*)?[ \t]*")
+_BLANK_LINE: Final = re.compile(rb"\n\r?\n")
+_FIELD_CONTINUATION: Final = re.compile(rb"[ \t]+(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?[ \t]*")
 _FIELD_LINE: Final = re.compile(
     rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[ \t]*(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?[ \t]*"
 )
@@ -135,18 +138,26 @@ class _ChunkedReader:
                 pos += 2
                 self._need_crlf = False
                 continue
-            if self._trailer:
+            if self._trailer:  # discarded, but validated the way h11 does
+                if data.startswith(b"\n", pos):
+                    return out, pos + 1, True
                 if data.startswith(b"\r\n", pos):
                     return out, pos + 2, True
-                stop = data.find(b"\r\n\r\n", pos, end)
-                if stop < 0:
+                blank = _BLANK_LINE.search(data, pos, end)
+                if blank is None:
                     if end - pos > self._max_line:
                         raise _Reject(431, "trailer section too large")
                     break
-                for line in data[pos:stop].split(b"\r\n"):
-                    if _FIELD_LINE.fullmatch(line) is None:
+                lines = data[pos : blank.start()].split(b"\n")
+                for index, line in enumerate(lines):
+                    line = line.removesuffix(b"\r")
+                    folded = line[:1] in (b" ", b"\t")
+                    if folded and index == 0:
+                        raise _Reject(400, "continuation line at start of trailers")
+                    grammar = _FIELD_CONTINUATION if folded else _FIELD_LINE
+                    if grammar.fullmatch(line) is None:
                         raise _Reject(400, "malformed trailer field")
-                return out, stop + 4, True
+                return out, blank.end(), True
             eol = data.find(b"\r\n", pos, end)
             if eol < 0:
                 if end - pos > self._max_line:
@@ -284,7 +295,7 @@ class H1Connection:
         defaults: ResponseDefaults | None = None,
         scheme: str = "http",
         max_request_line: int = 8192,
-        max_header_bytes: int = 32768,
+        max_header_bytes: int = 16384,
         max_body_bytes: int = 64 * 1024 * 1024,
         allow_h2: bool = True,
     ) -> None:
@@ -308,6 +319,8 @@ class H1Connection:
         self._pos = 0
         self._state = _HEAD
         self._outbox = b""
+        self._scanned = 0  # bytes after _pos known to hold no complete head
+        self._eol = -1  # end of the request line after _pos, once seen
         self._draining = False
         self.requests = 0  # requests whose head was parsed on this connection
         self._reset_request()
@@ -369,6 +382,8 @@ class H1Connection:
         return Wait.PAUSED
 
     def _consume(self, pos: int) -> None:
+        self._scanned = 0
+        self._eol = -1
         if pos >= len(self._data):
             self._data = b""
             self._pos = 0
@@ -379,8 +394,12 @@ class H1Connection:
         data = self._data
         pos = self._pos
         size = len(data)
-        while data.startswith(b"\r\n", pos):  # RFC 9112 §2.2: ignore empty lines before a request
-            pos += 2
+        if data.startswith(b"\r\n", pos):  # RFC 9112 §2.2: ignore empty lines before a request
+            while data.startswith(b"\r\n", pos):
+                pos += 2
+            self._pos = pos
+            self._scanned = 0
+            self._eol = -1
         if pos >= size:
             self._consume(pos)
             return Wait.NEED_DATA
@@ -392,10 +411,17 @@ class H1Connection:
                 self._state = _CLOSED
                 self._consume(size)
                 return SwitchToH2(data=data[pos:])
-        end = data.find(b"\r\n\r\n", pos)
-        eol = data.find(b"\r\n", pos)
+        # a head dribbling in is not rescanned from its start on every read
+        scanned = self._scanned
+        end = data.find(b"\r\n\r\n", pos + scanned - 3 if scanned > 3 else pos)
+        if self._eol >= 0:
+            eol = pos + self._eol
+        else:
+            eol = data.find(b"\r\n", pos + scanned - 1 if scanned > 1 else pos)
+            if eol >= 0:
+                self._eol = eol - pos
         if end < 0:
-            self._pos = pos
+            self._scanned = size - pos
             if eol < 0:
                 if size - pos > self._max_request_line:
                     raise _Reject(414, "request line too long")
@@ -403,7 +429,7 @@ class H1Connection:
                 raise _Reject(414, "request line too long")
             elif size - eol - 2 > self._max_header_bytes:
                 raise _Reject(431, "request header fields too large")
-            if data.find(b"\n\n", pos) >= 0:
+            if data.find(b"\n\n", pos + scanned - 1 if scanned > 1 else pos) >= 0:
                 raise _Reject(400, "bare LF line ending")
             return Wait.NEED_DATA
         if eol - pos > self._max_request_line:
@@ -431,7 +457,6 @@ class H1Connection:
             or target[:8].lower() == b"https://"
         ):
             raise _Reject(400, "malformed request target")
-        self._pos = pos
         headers = self._backend.parse_head(data, pos, head_end)
         self._consume(head_end)
         return self._start_request(method, target, minor == b"1", headers)
@@ -470,14 +495,15 @@ class H1Connection:
                 else:
                     settings_count += 1
                     settings = value
+        # checked in h11's order, so both parsers answer a request with several faults alike
+        if coding is not None and (codings > 1 or coding.strip(b" \t").lower() != b"chunked"):
+            raise _Reject(501, "unsupported Transfer-Encoding")
         if hosts > 1 or (http11 and hosts == 0):
             raise _Reject(400, "missing or repeated Host")
         self.requests += 1
         content_length: int | None = None
         chunked = False
         if coding is not None:
-            if codings > 1 or coding.strip(b" \t").lower() != b"chunked":
-                raise _Reject(501, "unsupported Transfer-Encoding")
             if length_value is not None:
                 raise _Reject(400, "both Content-Length and Transfer-Encoding")
             chunked = True

@@ -34,6 +34,7 @@ from gateway.protocol.response_headers import ResponseDefaults, check_header
 STREAM_WINDOW: Final = 65535  # the protocol default: peers may send it before our SETTINGS
 CONNECTION_WINDOW: Final = 16 * STREAM_WINDOW
 _STATUS: Final = {code: str(code).encode() for code in range(100, 600)}
+_UPGRADE_HEADERS: Final = frozenset((b"connection", b"upgrade", b"http2-settings"))
 _DROPPED_RESPONSE_HEADERS: Final = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
      b"date", b"server")
@@ -134,7 +135,7 @@ class Http2Connection:
         self._streams[1] = _Stream(self._clock(), request.method == b"HEAD", False)
         upgraded = Request(
             1, request.method, request.target,
-            [(n, v) for n, v in request.headers if n not in (b"upgrade", b"http2-settings")],
+            [(n, v) for n, v in request.headers if n not in _UPGRADE_HEADERS],
             "2", request.authority, self._scheme, request.content_length, False,
         )
         return [upgraded, EndBody(1)]

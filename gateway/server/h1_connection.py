@@ -213,6 +213,8 @@ class H1Protocol(asyncio.Protocol):
     # -- reading -------------------------------------------------------------------------------
 
     def _process(self) -> None:
+        if self._closing:
+            return  # e.g. a pipelined request scheduled before the connection went away
         conn = self.conn
         while not self.body_blocked:
             event = conn.next_event()

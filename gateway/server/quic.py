@@ -135,6 +135,7 @@ class QuicServer(asyncio.DatagramProtocol):
         self._closed = asyncio.Event()
         self._clock: DateClock | None = None
         self.datagrams_received = 0
+        self.retries_sent = 0
 
     # -- asyncio.DatagramProtocol ---------------------------------------------------------
 
@@ -217,6 +218,7 @@ class QuicServer(asyncio.DatagramProtocol):
             except ValueError:
                 token = b""  # not ours, expired or from another address: as if none was sent
         if not token and self._needs_retry():
+            self.retries_sent += 1
             new_scid = os.urandom(8)
             transport.sendto(
                 encode_quic_retry(

@@ -32,6 +32,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 SETTINGS = ServerSettings(
     header_timeout=0.6, idle_timeout=1.0, body_timeout=1.0, send_timeout=3.0,
+    tls_handshake_timeout=0.6,
     max_body_bytes=1024 * 1024, extra_response_headers=(("x-test-extra", "yes"),),
 )
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
@@ -216,6 +217,18 @@ def test_curl_expect_100_continue(plain: ServerThread, tmp_path: Path) -> None:
 
 
 @needs_curl
+def test_curl_head_and_http10(plain: ServerThread, tmp_path: Path) -> None:
+    _, status, headers, out, _ = curl(tmp_path, "--http1.1", "-I", plain.url + "/hello")
+    assert (status, headers["content-length"]) == (200, "6")
+    assert out.endswith(b"\r\n\r\n") and b"hello" not in out  # curl -I writes the head only
+    version, status, headers, body, _ = curl(tmp_path, "--http1.0",
+                                             plain.url + "/stream?n=2&delay=0")
+    # answered as HTTP/1.1 (like nginx), close-delimited because a 1.0 client has no chunked
+    assert (version, status, body) == ("1.1", 200, b"chunk 0\nchunk 1\n")
+    assert headers["connection"] == "close" and "transfer-encoding" not in headers
+
+
+@needs_curl
 def test_curl_http2_over_tls(tls: ServerThread, ca_file: str, tmp_path: Path) -> None:
     version, status, headers, body, _ = curl(tmp_path, "--http2", "--cacert", ca_file,
                                              tls.url + "/info?q=1")
@@ -324,6 +337,13 @@ def test_slowloris_head_is_cut_off(plain: ServerThread) -> None:
     assert raw.startswith(b"HTTP/1.1 408 ")
     assert b"connection: close\r\n" in raw
     assert 0.5 < elapsed < 2.0
+
+
+def test_tls_handshake_timeout(tls: ServerThread) -> None:
+    sock = tls.connect()  # TCP only, never a ClientHello
+    started = time.monotonic()
+    assert read_until_closed(sock) == b""
+    assert time.monotonic() - started < 2.0
 
 
 def test_silent_connection_is_closed(plain: ServerThread) -> None:
@@ -479,6 +499,16 @@ def test_http2_rapid_reset_gets_enhance_your_calm(plain: ServerThread) -> None:
     assert terminated.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
     # every app that started was stopped: the PHP pool would get its threads back
     assert wait_for(lambda: plain.server.active_requests == 0)
+
+
+def test_http2_idle_connection_gets_goaway(plain: ServerThread) -> None:
+    sock, client = h2_socket(plain)
+    client.send_headers(1, h2_get("/hello"), end_stream=True)
+    sock.sendall(client.data_to_send())
+    started = time.monotonic()
+    kinds = [type(frame).__name__ for frame in frames_from(sock)]
+    assert "HeadersFrame" in kinds and kinds[-1] == "GoAwayFrame"
+    assert 0.8 < time.monotonic() - started < 2.5  # idle_timeout after the last stream
 
 
 def frames_from(sock: socket.socket, limit: float = 3.0) -> Iterator[Frame]:

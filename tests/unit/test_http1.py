@@ -11,6 +11,8 @@ import h2.config
 import h2.connection
 import h11
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gateway.protocol.events import Body, EndBody, ProtocolError, Request
 from gateway.protocol.http1 import PARSERS, H1Connection, H1Event, SwitchToH2, Wait
@@ -253,6 +255,14 @@ def test_head_request_arrives_byte_by_byte(parser: str) -> None:
         assert conn.next_event() is Wait.NEED_DATA
     conn.receive_data(raw[-1:])
     assert isinstance(conn.next_event(), Request)
+
+
+def test_bare_lf_head_split_across_reads(parser: str) -> None:
+    conn = make(parser)
+    conn.receive_data(b"GET / HTTP/1.1\nHost: a\n")
+    assert conn.next_event() is Wait.NEED_DATA
+    conn.receive_data(b"\n")
+    assert_rejected(conn, drain_events(conn), 400)
 
 
 # -- response framing ----------------------------------------------------------------------
@@ -537,6 +547,62 @@ def test_both_parsers_produce_identical_events(parser: str, raw: bytes) -> None:
     assert events == drain_events(reference)
     assert isinstance(events[0], Request)
     assert events[-2:] == [EndBody(1), Wait.PAUSED]
+
+
+FUZZ_BASES = [
+    b"GET /a?b=c HTTP/1.1\r\nHost: example\r\nAccept: */*\r\nX-A:  v \r\n\r\n",
+    b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+    CHUNKED_POST + b"5;x=y\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nT: v\r\nU: w\r\n x\r\n\r\n",
+    b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+    b"PUT /x HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+]
+FUZZ_BYTES = list(b" \t\r\n:;,=\x00\x01\x7f\x80\xffaZ09/?#%\"\\Ff")
+
+
+@st.composite
+def mutated_request(draw: st.DrawFn) -> tuple[bytes, list[int]]:
+    raw = bytearray(draw(st.sampled_from(FUZZ_BASES)))
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(raw) - 1))
+        kind = draw(st.sampled_from(["insert", "delete", "replace"]))
+        byte = draw(st.sampled_from(FUZZ_BYTES))
+        if kind == "insert":
+            raw.insert(at, byte)
+        elif kind == "delete":
+            del raw[at]
+        else:
+            raw[at] = byte
+    cuts = draw(st.lists(st.integers(1, max(1, len(raw) - 1)), max_size=4, unique=True))
+    return bytes(raw), sorted(cuts)
+
+
+def summarise(parser: str, raw: bytes, cuts: list[int]) -> list[object]:
+    """Events for `raw` fed in pieces, with adjacent Body events merged."""
+    conn = make(parser, allow_h2=False, max_body_bytes=20, max_header_bytes=200,
+                max_request_line=40)
+    out: list[object] = []
+    start = 0
+    for cut in [*cuts, len(raw)]:
+        conn.receive_data(raw[start:cut])
+        start = cut
+        while not isinstance(event := conn.next_event(), Wait):
+            if isinstance(event, Body) and out and isinstance(out[-1], Body):
+                out[-1] = Body(1, out[-1].data + event.data)
+            elif isinstance(event, ProtocolError):
+                return [*out, event.status]  # the reason text is the parser's own
+            else:
+                out.append(event)
+    return out
+
+
+@settings(max_examples=300, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=mutated_request())
+def test_mutated_requests_get_the_same_answer_from_both_parsers(
+    parser: str, case: tuple[bytes, list[int]]
+) -> None:
+    raw, cuts = case
+    assert summarise(parser, raw, cuts) == summarise("h11", raw, cuts)
 
 
 def test_header_values_are_trimmed(parser: str) -> None:
