@@ -140,10 +140,11 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"cert": str(d / "chain.pem"), "key": str(key_path), "ca": str(ca_path)}
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory: pytest.TempPathFactory, docroot: Path) -> Iterator[Server]:
-    """Plain HTTP, traditional routing, h11-independent default parser."""
-    s = start_server(tmp_path_factory.mktemp("srv"), docroot)
+@pytest.fixture(scope="session", params=["httptools", "h11"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           docroot: Path) -> Iterator[Server]:
+    """Plain HTTP, traditional routing; every test using it runs on both HTTP/1 parsers."""
+    s = start_server(tmp_path_factory.mktemp("srv"), docroot, "--http1-parser", request.param)
     yield s
     s.stop()
 
