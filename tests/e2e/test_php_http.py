@@ -333,3 +333,35 @@ def test_malformed_request_gets_400_and_close(server: Server) -> None:
             data += chunk
     assert data.startswith(b"HTTP/1.1 400")
     assert b"connection: close" in data.lower()
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def test_upload_is_not_held_in_memory(server: Server) -> None:
+    """A 60 MiB upload (the default limit is 64 MiB) passes through a worker whose memory
+    grows far less than that."""
+    worker = int(subprocess.run(["pgrep", "-P", str(server.proc.pid)], capture_output=True,
+                                text=True).stdout.split()[0])
+    before = _rss_kib(worker)
+    size = 60 * 1024 * 1024
+    feeder = subprocess.Popen(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE)
+    peak = before
+    proc = subprocess.Popen(
+        ["curl", "-sS", "-H", "Content-Type: application/octet-stream", "-H",
+         f"Content-Length: {size}", "--data-binary", "@-", f"{server.url}/echo_input.php"],
+        stdin=feeder.stdout, stdout=subprocess.PIPE)
+    while proc.poll() is None:
+        peak = max(peak, _rss_kib(worker))
+        time.sleep(0.02)
+    out = proc.stdout.read() if proc.stdout else b""
+    feeder.wait()
+    d = json.loads(out)
+    print(f"worker RSS {before // 1024} MiB -> peak {peak // 1024} MiB")
+    assert d["length"] == size
+    assert d["sha256"] == hashlib.sha256(b"\0" * size).hexdigest()
+    assert peak - before < 12 * 1024, f"worker RSS grew by {(peak - before) // 1024} MiB"

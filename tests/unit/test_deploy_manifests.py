@@ -1,0 +1,35 @@
+"""The Kubernetes manifests are valid resources and agree with the image and the config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import kubernetes_validate
+import yaml
+
+from gateway.config import load_config
+
+MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "php-gateway.yaml"
+
+
+def docs() -> list[dict[str, object]]:
+    return [d for d in yaml.safe_load_all(MANIFEST.read_text()) if d]
+
+
+def test_manifests_validate_strictly() -> None:
+    for doc in docs():
+        kubernetes_validate.validate(doc, "1.30.0", strict=True)
+
+
+def test_env_is_a_valid_configuration(tmp_path: Path) -> None:
+    deployment = next(d for d in docs() if d["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]  # type: ignore[index]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    config = load_config(["--document-root", str(tmp_path)], {**os.environ, **env})
+    assert config.internal_addr is not None and config.internal_addr.port == 9090
+    probes = {container["readinessProbe"]["httpGet"]["path"],
+              container["livenessProbe"]["httpGet"]["path"]}
+    assert probes == {"/ready", "/health"}
+    grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]  # type: ignore[index]
+    assert grace > config.drain_timeout_secs
