@@ -168,6 +168,14 @@ class _FlowControlledQuic(QuicConnection):
         sender = stream.sender
         return max(0, sender._buffer_stop - sender.highest_offset)
 
+    def responses_delivered(self) -> bool:
+        """Every request stream's response was acknowledged (or reset): closing loses nothing."""
+        return all(
+            stream.sender.is_finished or stream.sender.reset_pending
+            for stream_id, stream in self._streams.items()
+            if stream_id % 4 == 0
+        )
+
     @property
     def ending(self) -> bool:
         """Closing, draining or terminated: nothing more will be delivered or sent."""
@@ -238,6 +246,9 @@ class Http3Connection:
     ) -> None:
         if configuration.is_client:
             raise ValueError("Http3Connection is the server side: is_client must be False")
+        if max_header_list_size >= configuration.max_stream_data:
+            # a header block is credited only once parsed: it must fit in one stream window
+            raise ValueError("max_header_list_size must be smaller than the stream window")
         self.quic = _FlowControlledQuic(
             configuration=configuration,
             original_destination_connection_id=original_destination_connection_id,
@@ -257,6 +268,7 @@ class Http3Connection:
         self._now = 0.0
         self._next_request_id = 0  # one past the highest request stream seen
         self._goaway_id: int | None = None
+        self._close_when_delivered = False
         self.closed = False
         self._terminated = False
         self.handshake_complete = False
@@ -281,7 +293,11 @@ class Http3Connection:
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, NetworkAddress]]:
         self._now = now
         out = self.quic.datagrams_to_send(now)
-        self._process_quic_events()  # sending issues connection IDs
+        closed = self.closed
+        self._process_quic_events()  # sending issues connection IDs, a drain may close
+        if self.closed and not closed:
+            out += self.quic.datagrams_to_send(now)  # the CONNECTION_CLOSE decided just now
+            self._process_quic_events()
         return out
 
     def events(self) -> list[H3AdapterEvent]:
@@ -317,6 +333,12 @@ class Http3Connection:
                     self._events.append(ConnectionClosed(event.error_code, event.reason_phrase))
         if not self.closed and quic.ending:
             self._mark_closed()  # the peer closed, or aioquic's H3 layer hit a protocol error
+        self._maybe_close()
+
+    def _maybe_close(self) -> None:
+        """Drain: close once the last response is acknowledged (a close drops unsent data)."""
+        if self._close_when_delivered and not self.closed and self.quic.responses_delivered():
+            self.close()
 
     def _h3_event(self, event: quic_events.QuicEvent) -> list[H3Event]:
         if self._h3 is None or self.closed:
@@ -332,6 +354,8 @@ class Http3Connection:
                 self._on_data(h3_event)
         if not is_request_stream(stream_id):
             return
+        # GOAWAY will cover every stream that has sent anything: those are served
+        self._next_request_id = max(self._next_request_id, stream_id + 4)
         if event.end_stream:
             self._quic_ended(stream_id)
         else:
@@ -375,7 +399,6 @@ class Http3Connection:
             return
         if not is_request_stream(stream_id):
             return
-        self._next_request_id = max(self._next_request_id, stream_id + 4)
         ended = event.stream_ended
         if (self._goaway_id is not None and stream_id >= self._goaway_id) or (
             len(self._streams) >= self._max_streams  # includes apps still running after a reset
@@ -482,18 +505,20 @@ class Http3Connection:
     def _on_peer_abort(self, stream_id: int, stopped: bool) -> None:
         """RESET_STREAM (request abandoned) or STOP_SENDING (response unwanted)."""
         stream = self._streams.get(stream_id)
-        if stream is None or stream.done:
-            return
-        if not stopped and not stream.receiving:
-            return  # the request was complete: a late reset changes nothing
+        if stream is None or (stream.done if stopped else not stream.receiving):
+            return  # nothing of ours is cut short: the response or the request was complete
+        unfinished = not stream.done
         stream.done = True
         if stream.receiving:
             stream.receiving = False
             if stopped:
                 self.quic.stop_stream(stream_id, ErrorCode.H3_REQUEST_CANCELLED)
-        if not stopped:
+        if not stopped and unfinished:
             self.quic.reset_stream(stream_id, ErrorCode.H3_REQUEST_CANCELLED)
         self._events.append(StreamReset(stream_id))
+        if not unfinished:
+            return
+        # CVE-2023-44487 (rapid reset): count peer resets of unfinished responses
         self.streams_reset_by_peer += 1
         resets = self._resets
         resets.append(self._now)
@@ -540,8 +565,8 @@ class Http3Connection:
             raise RuntimeError("response already started")
         if status < 200 or status > 599:
             raise ValueError(f"invalid final status {status}")
-        stream.started = True
         out: Headers = [(b":status", _STATUS[status]), *self._defaults.h2]
+        remaining = -1
         for name, value in headers:
             if name in _DROPPED_RESPONSE_HEADERS:
                 continue  # connection-specific fields make an HTTP/3 message malformed
@@ -549,8 +574,10 @@ class Http3Connection:
             if name == b"content-length":
                 if not value.isdigit():
                     raise ValueError(f"invalid content-length {value!r}")
-                stream.send_remaining = int(value)
+                remaining = int(value)
             out.append((name, value))
+        stream.started = True  # only now: a refused header block still allows a 500
+        stream.send_remaining = remaining
         if stream.done or self.closed:
             return  # reset meanwhile: nothing may be sent
         assert self._h3 is not None
@@ -613,19 +640,19 @@ class Http3Connection:
     def stream_finished(self, stream_id: int) -> None:
         """The app task of this stream is over: forget it (and stop an upload nobody reads)."""
         stream = self._streams.pop(stream_id, None)
-        if stream is None:
+        if stream is None or self.closed:
             return
-        if self.closed or stream.quic_ended:
+        if stream.quic_ended:
             self.quic.held_bytes.pop(stream_id, None)
-            return
-        self._ignored.add(stream_id)  # late frames of this stream must not look like a request
-        self._update_credit(stream_id)
-        if stream.receiving:
-            self.quic.stop_stream(stream_id, ErrorCode.H3_NO_ERROR)
+        else:
+            self._ignored.add(stream_id)  # late frames must not look like a new request
+            self._update_credit(stream_id)
+            if stream.receiving:
+                self.quic.stop_stream(stream_id, ErrorCode.H3_NO_ERROR)
         if not stream.done:
             self.quic.reset_stream(stream_id, ErrorCode.H3_INTERNAL_ERROR)
         if self._goaway_id is not None and not self._streams:
-            self.close()
+            self._close_when_delivered = True  # checked after the next send or ACK
 
     # -- connection ----------------------------------------------------------------------
 
@@ -641,7 +668,8 @@ class Http3Connection:
         """Graceful shutdown: GOAWAY now, in-flight requests finish, later ones are rejected.
 
         Requests on streams below the GOAWAY id that are still on their way are served
-        (RFC 9114 §5.2); the connection closes with H3_NO_ERROR once none is left.
+        (RFC 9114 §5.2); the connection closes with H3_NO_ERROR once none is left and
+        every response has been acknowledged.
         """
         if self._goaway_id is not None or self.closed:
             return
@@ -651,7 +679,7 @@ class Http3Connection:
             return
         self._h3.send_goaway(self._goaway_id)
         if not self._streams:
-            self.close()
+            self._close_when_delivered = True  # after datagrams_to_send() has sent the GOAWAY
 
     def close(self, error_code: int = ErrorCode.H3_NO_ERROR, reason: str = "") -> None:
         """Send CONNECTION_CLOSE with an HTTP/3 error code; ConnectionClosed follows later."""

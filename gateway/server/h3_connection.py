@@ -35,11 +35,11 @@ class QuicEndpoint(Protocol):
     @property
     def write_paused(self) -> bool: ...
 
-    def route(self, cid: bytes, conn: H3Connection) -> None: ...
+    def route(self, cid: bytes, conn: H3Session) -> None: ...
 
     def unroute(self, cid: bytes) -> None: ...
 
-    def forget(self, conn: H3Connection) -> None: ...
+    def forget(self, conn: H3Session) -> None: ...
 
 
 class H3Context:
@@ -50,7 +50,7 @@ class H3Context:
         "_waiter", "client", "disconnected", "request", "server", "stream_id", "tls",
     )
 
-    def __init__(self, conn: H3Connection, request: Request) -> None:
+    def __init__(self, conn: H3Session, request: Request) -> None:
         self.request = request
         self.stream_id = request.stream_id
         self.client = conn.client
@@ -173,7 +173,7 @@ class H3Context:
         self._conn.transmit_soon()
 
 
-class H3Connection:
+class H3Session:
     """One QUIC connection of the UDP server with its request streams."""
 
     def __init__(
@@ -206,7 +206,7 @@ class H3Connection:
         )
         self._released = False  # no longer counted by ServerState (closed or closing)
         self._terminated = False
-        self.on_handshake: Callable[[H3Connection], None] | None = None
+        self.on_handshake: Callable[[H3Session], None] | None = None
 
     # -- input ---------------------------------------------------------------------------
 
@@ -440,7 +440,7 @@ class H3Connection:
         if not self.adapter.closed:
             self.adapter.close(ErrorCode.H3_NO_ERROR, "server shutting down")
             self._handle_events()
-            self.transmit_now()
+        self.transmit_now()  # CONNECTION_CLOSE leaves now, also when decided earlier
         if not self._released:
             self._release()
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, Literal, cast
 
 import structlog
@@ -30,13 +32,15 @@ from aioquic.quic.packet import (
     pull_quic_header,
 )
 from aioquic.quic.retry import QuicRetryTokenHandler
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from gateway.pipeline.context import App
 from gateway.protocol.http3 import ALPN, CONNECTION_WINDOW, STREAM_WINDOW, Http3Connection
 from gateway.protocol.response_headers import ResponseDefaults
 from gateway.server.connection import ServerState
 from gateway.server.dateheader import DateClock
-from gateway.server.h3_connection import H3Connection
+from gateway.server.h3_connection import H3Session
 from gateway.server.settings import ServerSettings
 
 log = structlog.get_logger("gateway.server.quic")
@@ -78,6 +82,9 @@ class QuicSettings:
     def __post_init__(self) -> None:
         if self.retry not in ("auto", "on", "off"):
             raise ValueError(f"retry must be auto, on or off, not {self.retry!r}")
+        if self.congestion_control not in ("reno", "cubic"):
+            raise ValueError(f"congestion_control must be reno or cubic, not "
+                             f"{self.congestion_control!r}")
         if self.max_datagram_size < SMALLEST_MAX_DATAGRAM_SIZE:
             raise ValueError(f"max_datagram_size must be at least {SMALLEST_MAX_DATAGRAM_SIZE}")
         for name in ("stream_window", "connection_window", "send_high_water",
@@ -101,8 +108,35 @@ def server_configuration(
         max_datagram_size=quic.max_datagram_size,
         congestion_control_algorithm=quic.congestion_control,
     )
-    configuration.load_cert_chain(certfile, keyfile)
+    load_identity(configuration, certfile, keyfile)
     return configuration
+
+
+_PEM_CERT: Final = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+_PEM_KEY: Final = re.compile(
+    rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----", re.S
+)
+
+
+def load_identity(
+    configuration: QuicConfiguration,
+    certfile: str | os.PathLike[str],
+    keyfile: str | os.PathLike[str] | None,
+) -> None:
+    """Certificate chain and key from PEM files, in any order and either file (what
+    ssl.load_cert_chain accepts; aioquic's own loader misses a key placed first)."""
+    cert_pem = Path(certfile).read_bytes()
+    key_pem = Path(keyfile).read_bytes() if keyfile is not None else cert_pem
+    certificates = [x509.load_pem_x509_certificate(m.group(0))
+                    for m in _PEM_CERT.finditer(cert_pem)]
+    if not certificates:
+        raise ValueError(f"no PEM certificate in {certfile}")
+    key = _PEM_KEY.search(key_pem)
+    if key is None:
+        raise ValueError(f"no PEM private key in {keyfile if keyfile is not None else certfile}")
+    configuration.certificate = certificates[0]
+    configuration.certificate_chain = certificates[1:]
+    configuration.private_key = serialization.load_pem_private_key(key.group(0), password=None)
 
 
 def defaults_from(settings: ServerSettings) -> ResponseDefaults:
@@ -127,8 +161,8 @@ class QuicServer(asyncio.DatagramProtocol):
         self.quic = quic
         self.server_addr = server_addr
         self.transport: asyncio.DatagramTransport | None = None
-        self._routes: dict[bytes, H3Connection] = {}
-        self._connections: set[H3Connection] = set()
+        self._routes: dict[bytes, H3Session] = {}
+        self._connections: set[H3Session] = set()
         self._retry = QuicRetryTokenHandler()
         self._handshaking = 0
         self._write_paused = False
@@ -186,7 +220,7 @@ class QuicServer(asyncio.DatagramProtocol):
         dcid: bytes,
         scid: bytes,
         token: bytes,
-    ) -> H3Connection | None:
+    ) -> H3Session | None:
         transport = self.transport
         if transport is None or len(data) < SMALLEST_MAX_DATAGRAM_SIZE:
             return None  # only full-size Initials start anything: no amplification
@@ -236,8 +270,12 @@ class QuicServer(asyncio.DatagramProtocol):
                 addr,
             )
             return None
-        adapter = self._new_adapter(odcid, retry_scid)
-        conn = H3Connection(self.state, self, adapter, addr, self.server_addr,
+        try:
+            adapter = self._new_adapter(odcid, retry_scid)
+        except Exception:  # a datagram must never take the listener down
+            log.exception("cannot create a QUIC connection")
+            return None
+        conn = H3Session(self.state, self, adapter, addr, self.server_addr,
                             self.quic.send_high_water)
         conn.on_handshake = self._handshake_done
         self._connections.add(conn)
@@ -268,7 +306,7 @@ class QuicServer(asyncio.DatagramProtocol):
             return self._handshaking >= self.quic.retry_above_handshakes
         return policy == "on"
 
-    def _handshake_done(self, conn: H3Connection) -> None:
+    def _handshake_done(self, conn: H3Session) -> None:
         self._handshaking -= 1
 
     # -- QuicEndpoint (used by the connections) ------------------------------------------------
@@ -281,13 +319,13 @@ class QuicServer(asyncio.DatagramProtocol):
     def write_paused(self) -> bool:
         return self._write_paused
 
-    def route(self, cid: bytes, conn: H3Connection) -> None:
+    def route(self, cid: bytes, conn: H3Session) -> None:
         self._routes[cid] = conn
 
     def unroute(self, cid: bytes) -> None:
         self._routes.pop(cid, None)
 
-    def forget(self, conn: H3Connection) -> None:
+    def forget(self, conn: H3Session) -> None:
         for cid in conn.cids:
             if self._routes.get(cid) is conn:
                 del self._routes[cid]
@@ -367,6 +405,10 @@ async def start_quic_server(
         raise ValueError("start_quic_server needs a UDP (SOCK_DGRAM) socket")
     settings = settings if settings is not None else ServerSettings()
     quic = quic if quic is not None else QuicSettings()
+    if settings.h2_max_header_list_size >= quic.stream_window:
+        # a header block is only credited once parsed, so it must fit in one stream window
+        raise ValueError(f"h2_max_header_list_size ({settings.h2_max_header_list_size}) must "
+                         f"be smaller than the QUIC stream_window ({quic.stream_window})")
     configuration = server_configuration(certfile, keyfile, settings, quic)
     loop = asyncio.get_running_loop()
     clock: DateClock | None = None

@@ -140,9 +140,14 @@ def client_configuration(ca: str, **kwargs: Any) -> QuicConfiguration:
 
 @contextlib.asynccontextmanager
 async def h3_client(port: int, ca: str, **kwargs: Any) -> AsyncIterator[H3Client]:
-    async with connect(
+    manager = connect(
         "127.0.0.1", port, configuration=client_configuration(ca, **kwargs),
         create_protocol=H3Client,
-    ) as client:
+    )
+    async with asyncio.timeout(10):  # aioquic would wait for the handshake until idle timeout
+        client = await manager.__aenter__()
+    try:
         assert isinstance(client, H3Client)
         yield client
+    finally:
+        await manager.__aexit__(None, None, None)
