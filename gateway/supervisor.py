@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -33,15 +33,19 @@ class Listeners:
 
     http: socket.socket
     tls: socket.socket | None = None  # when TLS has its own address
-    quic: socket.socket | None = None  # UDP, same port as the TLS listener
+    # UDP on the TLS listener's port, one SO_REUSEPORT socket per worker: the kernel hashes
+    # a client's address to one socket, so each QUIC connection stays in one process.
+    quic: list[socket.socket] = field(default_factory=list)
     internal: socket.socket | None = None
 
-    def roles(self) -> dict[str, socket.socket]:
+    def roles(self, worker: int) -> dict[str, socket.socket]:
         out = {"http": self.http}
-        for name in ("tls", "quic", "internal"):
-            sock = getattr(self, name)
-            if sock is not None:
-                out[name] = sock
+        if self.tls is not None:
+            out["tls"] = self.tls
+        if self.quic:
+            out["quic"] = self.quic[worker]
+        if self.internal is not None:
+            out["internal"] = self.internal
         return out
 
 
@@ -65,6 +69,7 @@ def bind_udp(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -85,7 +90,7 @@ def bind_listeners(config: Config) -> Listeners:
                                             "--tls-listen-addr / TLS_LISTEN_ADDR")
     if config.tls and config.http3:
         host, port = tls_sock.getsockname()[:2]
-        listeners.quic = bind_udp(host, port)
+        listeners.quic = [bind_udp(host, port) for _ in range(config.processes)]
     if config.internal_addr is not None:
         listeners.internal = bind_tcp(config.internal_addr, "--internal-addr / INTERNAL_ADDR")
     return listeners
@@ -109,7 +114,7 @@ class Supervisor:
         self.stopping = False
 
     def _spawn(self, w: _Worker) -> None:
-        roles = self.listeners.roles()
+        roles = self.listeners.roles(w.index)
         fds = ",".join(f"{role}={sock.fileno()}" for role, sock in roles.items())
         cmd = [sys.executable, "-m", "gateway.worker", "--worker-index", str(w.index),
                "--fds", fds, "--", *self.argv]
@@ -176,6 +181,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     listeners = bind_listeners(config)
     log.info("listening", http=str(config.listen_addr),
              tls=str(config.tls_listen_addr or (config.listen_addr if config.tls else "")),
-             http3=listeners.quic is not None, processes=config.processes,
+             http3=bool(listeners.quic), processes=config.processes,
              php_workers=config.php_workers, document_root=str(config.document_root))
     return Supervisor(config, listeners, args).run()

@@ -1,0 +1,126 @@
+"""HTTP/3 through the real php-gateway: same routing, PHP pool and $_SERVER as TCP."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from h3_client import h3_client
+from server_harness import Server, curl, start_server
+
+pytestmark = pytest.mark.e2e
+
+
+def test_tcp_responses_advertise_h3(tls_server: Server, certs: dict[str, str]) -> None:
+    for flag in ["--http1.1", "--http2"]:
+        r = curl("-sI", flag, "--cacert", certs["ca"], f"{tls_server.url}/hello.php")
+        assert f'alt-svc: h3=":{tls_server.port}"'.encode() in r.stdout.lower(), r.stdout
+
+
+def test_php_over_h3(tls_server: Server, certs: dict[str, str]) -> None:
+    async def run() -> None:
+        async with h3_client(tls_server.port, certs["ca"]) as client:
+            r = await client.request("GET", "/server.php/tail?q=1",
+                                     headers=[(b"x-probe", b"h3")])
+            assert r.status == 200
+            s = json.loads(r.body)["server"]
+            assert s["SERVER_PROTOCOL"] == "HTTP/3.0"
+            assert s["HTTPS"] == "on" and s["REQUEST_SCHEME"] == "https"
+            assert s["HTTP_HOST"] == "127.0.0.1"  # from :authority
+            assert s["HTTP_X_PROBE"] == "h3"
+            assert s["PATH_INFO"] == "/tail" and s["QUERY_STRING"] == "q=1"
+            r = await client.request("GET", "/fail.php?kind=fatal")
+            assert r.status == 500
+            r = await client.request("GET", "/.env")
+            assert r.status == 404
+            r = await client.request("GET", "/static.txt")
+            assert (r.status, r.body) == (200, b"plain static text\n")
+
+    asyncio.run(run())
+
+
+def test_h3_ten_megabytes_each_way(tls_server: Server, certs: dict[str, str]) -> None:
+    upload = os.urandom(10 * 1024 * 1024)
+
+    async def run() -> None:
+        async with h3_client(tls_server.port, certs["ca"]) as client:
+            down, up = await asyncio.gather(
+                client.request("GET", "/big.php?kb=10240"),
+                client.request("PUT", "/echo_input.php", body=upload,
+                               headers=[(b"content-type", b"application/octet-stream")]),
+            )
+            assert down.status == 200
+            assert hashlib.sha256(down.body).hexdigest() == hashlib.sha256(
+                bytes(range(256)) * 32 * 1280).hexdigest()
+            assert json.loads(up.body) == {"length": len(upload), "method": "PUT",
+                                           "sha256": hashlib.sha256(upload).hexdigest()}
+
+    asyncio.run(run())
+
+
+def test_h3_streaming_arrives_incrementally(tls_server: Server, certs: dict[str, str]) -> None:
+    async def run() -> None:
+        async with h3_client(tls_server.port, certs["ca"]) as client:
+            stream_id, future = client.start_request("GET", "/stream.php?n=5&ms=200")
+            seen = []
+            while not future.done():
+                seen.append(client.received(stream_id))
+                await asyncio.sleep(0.05)
+            r = await future
+            assert r.body.count(b"\n") == 5
+            # bytes were arriving while the script still ran
+            partial = [n for n in seen if 0 < n < len(r.body)]
+            assert len(set(partial)) >= 3, seen
+
+    asyncio.run(run())
+
+
+def test_gtlsclient_against_php(tls_server: Server, tmp_path: Path) -> None:
+    if shutil.which("gtlsclient") is None:
+        pytest.fail("gtlsclient is not installed (ngtcp2-client)")
+    out = subprocess.run(
+        ["gtlsclient", "--exit-on-all-streams-close", "-q", "--download", str(tmp_path),
+         "127.0.0.1", str(tls_server.port),
+         f"https://127.0.0.1:{tls_server.port}/big.php?kb=2048"],
+        capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    downloads = list(tmp_path.iterdir())
+    assert len(downloads) == 1, downloads
+    assert downloads[0].read_bytes() == bytes(range(256)) * 32 * 256
+
+
+def test_http3_can_be_switched_off(tmp_path: Path, docroot: Path, certs: dict[str, str]) -> None:
+    s = start_server(tmp_path, docroot, "--http3", "off", tls=(certs["cert"], certs["key"]))
+    try:
+        r = curl("-sI", "--cacert", certs["ca"], f"{s.url}/hello.php")
+        assert r.stdout.startswith(b"HTTP/2 200") or r.stdout.startswith(b"HTTP/1.1 200")
+        assert b"alt-svc" not in r.stdout.lower()
+    finally:
+        s.stop()
+
+
+def test_h3_with_two_worker_processes(tmp_path: Path, docroot: Path,
+                                      certs: dict[str, str]) -> None:
+    """Each QUIC connection stays in one process (one SO_REUSEPORT socket per worker)."""
+    s = start_server(tmp_path, docroot, "--processes", "2", tls=(certs["cert"], certs["key"]),
+                     workers_ready=2)
+    try:
+        async def one() -> bytes:
+            async with h3_client(s.port, certs["ca"]) as client:
+                rs = await asyncio.gather(*[client.request("GET", "/hello.php")
+                                            for _ in range(5)])
+                assert all(r.status == 200 for r in rs)
+                return rs[0].body
+
+        async def many() -> list[bytes]:
+            return await asyncio.gather(*[one() for _ in range(12)])
+
+        assert asyncio.run(many()) == [b"Hello, World!"] * 12
+    finally:
+        s.stop()
