@@ -124,3 +124,22 @@ def test_h3_with_two_worker_processes(tmp_path: Path, docroot: Path,
         assert asyncio.run(many()) == [b"Hello, World!"] * 12
     finally:
         s.stop()
+
+
+def test_gtlsclient_php_download_with_loss(tls_server: Server, tmp_path: Path) -> None:
+    """5% packet loss each way, a 4 MB PHP response still arrives byte for byte."""
+    if shutil.which("gtlsclient") is None:
+        pytest.fail("gtlsclient is not installed (ngtcp2-client)")
+    out = subprocess.run(
+        ["gtlsclient", "--exit-on-all-streams-close", "--no-quic-dump", "--no-http-dump",
+         "--tx-loss=0.05", "--rx-loss=0.05", "--download", str(tmp_path),
+         "127.0.0.1", str(tls_server.port),
+         f"https://127.0.0.1:{tls_server.port}/big.php?kb=4096"],
+        capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr[-2000:]
+    log = out.stdout + out.stderr
+    assert log.count("** Simulated incoming packet loss **") > 20
+    assert log.count("** Simulated outgoing packet loss **") > 2
+    downloads = list(tmp_path.iterdir())
+    assert len(downloads) == 1
+    assert downloads[0].read_bytes() == bytes(range(256)) * 32 * 512
