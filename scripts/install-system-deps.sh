@@ -3,7 +3,7 @@
 # Usage: scripts/install-system-deps.sh [runtime|test|bench]   (default: test)
 set -euo pipefail
 profile=${1:-test}
-runtime=(ca-certificates python3-venv libxml2 libsqlite3-0 libssl3 libcurl4 libonig5 libpng16-16
+runtime=(ca-certificates libxml2 libsqlite3-0 libssl3 libcurl4 libonig5 libpng16-16
          libjpeg62-turbo libwebp7 libfreetype6 libicu72 libzip4 libsodium23 libpq5 libargon2-1)
 test_tools=(curl nghttp2-client ngtcp2-client wrk)
 bench_tools=(nginx-light php8.2-fpm mariadb-server linux-perf)
@@ -13,6 +13,10 @@ case "$profile" in
   bench) want=("${runtime[@]}" "${test_tools[@]}" "${bench_tools[@]}") ;;
   *) echo "install-system-deps: unknown profile '$profile' (runtime|test|bench)" >&2; exit 2 ;;
 esac
+# The Makefile's `python3 -m venv` needs ensurepip; Debian's own python3 gets it from python3-venv.
+if [ "$profile" != runtime ] && ! python3 -c 'import ensurepip' 2>/dev/null; then
+  want+=(python3-venv)
+fi
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
