@@ -29,11 +29,11 @@ import h2.settings
 from hyperframe.frame import GoAwayFrame
 
 from gateway.protocol.events import Body, EndBody, Headers, Request, StreamReset
-from gateway.protocol.response_headers import ResponseDefaults, check_header
+from gateway.protocol.request_fields import split_request_fields
+from gateway.protocol.response_headers import STATUS, ResponseDefaults, response_fields
 
 STREAM_WINDOW: Final = 65535  # the protocol default: peers may send it before our SETTINGS
 CONNECTION_WINDOW: Final = 16 * STREAM_WINDOW
-_STATUS: Final = {code: str(code).encode() for code in range(100, 600)}
 _UPGRADE_HEADERS: Final = frozenset((b"connection", b"upgrade", b"http2-settings"))
 _DROPPED_RESPONSE_HEADERS: Final = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
@@ -186,35 +186,14 @@ class Http2Connection:
             self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
         self.streams_opened += 1
-        method = path = authority = b""
-        headers: Headers = []
-        cookies: list[bytes] = []
-        content_length: int | None = None
-        for raw_name, raw_value in event.headers:
-            name = bytes(raw_name)
-            value = bytes(raw_value)
-            if name[0] == 0x3A:  # ":"
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    path = value
-                elif name == b":authority":
-                    authority = value
-                continue
-            if name == b"cookie":
-                # RFC 9113 §8.2.3: crumbs are rejoined before an HTTP/1-style consumer sees them
-                if not cookies:
-                    headers.append((name, b""))
-                cookies.append(value)
-                continue
-            if name == b"content-length" and value.isdigit():
-                content_length = int(value)
-            elif name == b"host" and not authority:
-                authority = value
-            headers.append((name, value))
-        if cookies:
-            at = headers.index((b"cookie", b""))
-            headers[at] = (b"cookie", b"; ".join(cookies))
+        # h2 has refused bad pseudo-headers and a Host differing from :authority already
+        fields = split_request_fields(event.headers)
+        method = fields.pseudo.get(b":method", b"")
+        path = fields.pseudo.get(b":path", b"")
+        authority = fields.pseudo.get(b":authority", b"") or fields.host or b""
+        headers = fields.headers
+        length = fields.content_length  # h2 has checked it, except on HEAD
+        content_length = int(length) if length is not None and length.isdigit() else None
         ended = event.stream_ended is not None
         if method == b"CONNECT":
             self._refuse(stream_id, 501, ended)
@@ -232,7 +211,7 @@ class Http2Connection:
     def _refuse(self, stream_id: int, status: int, ended: bool) -> None:
         """Answer without the app; stop an unfinished upload with RST_STREAM(NO_ERROR)."""
         self._h2.send_headers(
-            stream_id, [(b":status", _STATUS[status]), *self._defaults.h2,
+            stream_id, [(b":status", STATUS[status]), *self._defaults.h2,
                         (b"content-length", b"0")],
             end_stream=True,
         )
@@ -302,18 +281,10 @@ class Http2Connection:
         if status < 200 or status > 599:
             raise ValueError(f"invalid final status {status}")
         stream.started = True
-        out: Headers = [(b":status", _STATUS[status]), *self._defaults.h2]
-        for name, value in headers:
-            if name in _DROPPED_RESPONSE_HEADERS:
-                continue  # connection-specific headers are illegal in HTTP/2 (RFC 9113 §8.2.2)
-            check_header(name, value)
-            if name == b"content-length":
-                if not value.isdigit():
-                    raise ValueError(f"invalid content-length {value!r}")
-                stream.send_remaining = int(value)
-            elif name == b"te" and value.lower() != b"trailers":
-                continue
-            out.append((name, value))
+        # connection-specific headers are illegal in HTTP/2 (RFC 9113 §8.2.2)
+        out, stream.send_remaining = response_fields(
+            status, headers, self._defaults, _DROPPED_RESPONSE_HEADERS
+        )
         if stream.done:
             return  # reset meanwhile: nothing may be sent
         bodyless = stream.head or status == 204 or status == 304

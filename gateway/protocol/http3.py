@@ -59,15 +59,16 @@ from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
 
 from gateway.protocol.events import Body, EndBody, Headers, Request, StreamReset
-from gateway.protocol.response_headers import ResponseDefaults, check_header
+from gateway.protocol.request_fields import split_request_fields
+from gateway.protocol.response_headers import STATUS, ResponseDefaults, response_fields
 
 ALPN: Final = tuple(H3_ALPN)
 STREAM_WINDOW: Final = 256 * 1024
 CONNECTION_WINDOW: Final = 1024 * 1024
 MAX_UNI_STREAMS: Final = 8  # a client needs 3 (control, QPACK encoder and decoder)
-_STATUS: Final = {code: str(code).encode() for code in range(100, 600)}
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_TARGET: Final = re.compile(rb"[\x00-\x20\x7f]")
+_PSEUDO: Final = frozenset((b":method", b":scheme", b":authority", b":path"))
 _DROPPED_RESPONSE_HEADERS: Final = frozenset(
     (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
      b"te", b"date", b"server")
@@ -418,59 +419,33 @@ class Http3Connection:
 
     def _parse_request(self, stream_id: int, fields: Headers, ended: bool) -> Request | int:
         """The Request, or the status that refuses it (aioquic checked names and order)."""
-        method = scheme = authority = path = host = length = None
-        extended = False
-        headers: Headers = []
-        cookies: list[bytes] = []
-        size = 0
-        for name, value in fields:
-            size += len(name) + len(value) + 32  # RFC 9114 §4.2.2 field size
-            if name[:1] == b":":
-                if name == b":method":
-                    method = value
-                elif name == b":path":
-                    path = value
-                elif name == b":scheme":
-                    scheme = value
-                elif name == b":authority":
-                    authority = value
-                else:
-                    extended = True  # :protocol, and we do not offer extended CONNECT
-                continue
-            if name == b"cookie":
-                # RFC 9114 §4.2.1: crumbs are rejoined before an HTTP/1-style consumer sees them
-                if not cookies:
-                    headers.append((name, b""))
-                cookies.append(value)
-                continue
-            if name == b"content-length":
-                if length is not None:
-                    return 400  # repeated, as HTTP/1 refuses it
-                length = value
-            elif name == b"host":
-                if host is not None:
-                    return 400
-                host = value
-            headers.append((name, value))
-        if size > self._max_header_list_size:
+        split = split_request_fields(fields)
+        if split.repeated:
+            return 400  # content-length or host, as HTTP/1 refuses them
+        if split.size > self._max_header_list_size:
             return 431
-        if cookies:
-            headers[headers.index((b"cookie", b""))] = (b"cookie", b"; ".join(cookies))
-        if method is None or _TOKEN.fullmatch(method) is None or extended:
+        pseudo = split.pseudo
+        method = pseudo.get(b":method")
+        # an unknown one is :protocol, and we do not offer extended CONNECT
+        if method is None or _TOKEN.fullmatch(method) is None or not pseudo.keys() <= _PSEUDO:
             return 400
         if method == b"CONNECT":
             return 501
+        scheme, path = pseudo.get(b":scheme"), pseudo.get(b":path")
         if scheme not in (b"https", b"http") or not path or _BAD_TARGET.search(path):
             return 400
         if path[0] != 0x2F and not (path == b"*" and method == b"OPTIONS"):
             return 400
-        if authority is None or (host is not None and host != authority):
+        authority = pseudo.get(b":authority")
+        if authority is None or (split.host is not None and split.host != authority):
             return 400  # RFC 9114 §4.3.1: both present means both equal
+        length = split.content_length
         content_length = int(length) if length is not None else None  # aioquic checked digits
         if content_length is not None and content_length > self._max_body_bytes:
             return 413
         return Request(
-            stream_id, method, path, headers, "3", authority, "https", content_length, not ended
+            stream_id, method, path, split.headers, "3", authority, "https", content_length,
+            not ended,
         )
 
     def _on_data(self, event: DataReceived) -> None:
@@ -553,7 +528,7 @@ class Http3Connection:
         assert self._h3 is not None
         self._h3.send_headers(
             stream_id,
-            [(b":status", _STATUS[status]), *self._defaults.h2, (b"content-length", b"0")],
+            [(b":status", STATUS[status]), *self._defaults.h2, (b"content-length", b"0")],
             end_stream=True,
         )
 
@@ -565,17 +540,8 @@ class Http3Connection:
             raise RuntimeError("response already started")
         if status < 200 or status > 599:
             raise ValueError(f"invalid final status {status}")
-        out: Headers = [(b":status", _STATUS[status]), *self._defaults.h2]
-        remaining = -1
-        for name, value in headers:
-            if name in _DROPPED_RESPONSE_HEADERS:
-                continue  # connection-specific fields make an HTTP/3 message malformed
-            check_header(name, value)
-            if name == b"content-length":
-                if not value.isdigit():
-                    raise ValueError(f"invalid content-length {value!r}")
-                remaining = int(value)
-            out.append((name, value))
+        # connection-specific fields make an HTTP/3 message malformed
+        out, remaining = response_fields(status, headers, self._defaults, _DROPPED_RESPONSE_HEADERS)
         stream.started = True  # only now: a refused header block still allows a 500
         stream.send_remaining = remaining
         if stream.done or self.closed:

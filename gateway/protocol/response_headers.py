@@ -1,7 +1,7 @@
 """Headers every response carries (date, server, configured extras) and outgoing-header checks.
 
-Shared by the HTTP/1.1 and HTTP/2 adapters (and HTTP/3 later). It does no I/O: the server
-layer calls `set_date()` once a second so that no response formats a date itself.
+Shared by the HTTP/1.1, HTTP/2 and HTTP/3 adapters. It does no I/O: the server layer calls
+`set_date()` once a second so that no response formats a date itself.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from email.utils import formatdate
 from http import HTTPStatus
+from typing import Final
 
 from gateway.protocol.events import Headers
 
@@ -20,6 +21,7 @@ _KNOWN_NAMES: set[bytes] = set()
 _KNOWN_NAMES_MAX = 512
 
 REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+STATUS: Final = {code: str(code).encode() for code in range(100, 600)}  # the :status values
 
 
 def http_date(timestamp: float | None = None) -> bytes:
@@ -36,6 +38,28 @@ def check_header(name: bytes, value: bytes) -> None:
             _KNOWN_NAMES.add(name)
     if _BAD_VALUE.search(value) is not None:
         raise ValueError(f"invalid byte in value of response header {name!r}")
+
+
+def response_fields(
+    status: int, headers: Headers, defaults: ResponseDefaults, dropped: frozenset[bytes]
+) -> tuple[Headers, int]:
+    """The HTTP/2 or HTTP/3 field section of a response with the app's headers, and the
+    content-length they declare (-1 if none). Raises ValueError for a header the peer could
+    misparse; `dropped` are the connection-specific fields the protocol forbids."""
+    out: Headers = [(b":status", STATUS[status]), *defaults.h2]
+    length = -1
+    for name, value in headers:
+        if name in dropped:
+            continue
+        check_header(name, value)
+        if name == b"content-length":
+            if not value.isdigit():
+                raise ValueError(f"invalid content-length {value!r}")
+            length = int(value)
+        elif name == b"te" and value.lower() != b"trailers":
+            continue  # the one TE value HTTP/2 allows (RFC 9113 §8.2.2)
+        out.append((name, value))
+    return out, length
 
 
 class ResponseDefaults:

@@ -4,7 +4,6 @@ per request, applies backpressure both ways and a timeout to every phase."""
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Final, cast
 
 from gateway.protocol.events import Body, EndBody, Headers, ProtocolError, Request
@@ -16,70 +15,44 @@ from gateway.server.connection import (
     ServerState,
     log,
 )
+from gateway.server.request_body import RequestBody
 
 _NO_TIMER, _HEAD_TIMER, _IDLE_TIMER, _LINGER_TIMER = range(4)
 _EMPTY: Final = b""
 
 
-class H1Context:
+class H1Context(RequestBody):
     """The RequestContext of one HTTP/1 request (see gateway/pipeline/context.py)."""
 
-    __slots__ = (
-        "_body_done", "_buffered", "_chunks", "_proto", "_waiter", "client", "disconnected",
-        "request", "server", "tls",
-    )
+    __slots__ = ("_proto", "client", "disconnected", "server", "tls")
+
+    _GONE = "the request is over: client gone or body abandoned"
 
     def __init__(self, proto: H1Protocol, request: Request) -> None:
-        self.request = request
+        RequestBody.__init__(self, request)
         self.client = proto.client
         self.server = proto.server
         self.tls = proto.tls
         self.disconnected = proto.disconnected  # one request at a time: the connection's event
         self._proto = proto
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._body_done = not request.has_body
-        self._waiter: asyncio.Future[None] | None = None
 
-    # fed by the protocol
+    # the request body's hooks (gateway/server/request_body.py)
 
-    def _feed(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._buffered += len(data)
-        self._wake()
-
-    def _end_body(self) -> None:
-        self._body_done = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # the RequestContext API
-
-    async def receive(self) -> bytes | None:
+    def _consumed(self, size: int) -> None:
         proto = self._proto
-        while True:
-            if self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
-                if proto.body_blocked and self._buffered < BODY_HIGH_WATER and proto.current(self):
-                    proto.unblock_body()
-                return chunk
-            if self._body_done:
-                return None
-            if self.disconnected.is_set() or not proto.current(self):
-                raise ConnectionResetError("the request is over: client gone or body abandoned")
-            waiter = proto.loop.create_future()
-            self._waiter = waiter
-            proto.want_body(self)
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-                proto.body_wait_over()
+        if proto.body_blocked and self._buffered < BODY_HIGH_WATER and proto.current(self):
+            proto.unblock_body()
+
+    def _readable(self) -> bool:
+        return not self.disconnected.is_set() and self._proto.current(self)
+
+    def _wait_begins(self) -> None:
+        self._proto.want_body(self)
+
+    def _wait_over(self, timer: asyncio.TimerHandle | None) -> None:
+        self._proto.body_wait_over()
+
+    # the rest of the RequestContext API
 
     def _usable(self) -> bool:
         """False once the client is gone; raises if the app writes after its own end()."""

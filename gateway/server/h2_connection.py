@@ -4,7 +4,6 @@ stream, flow control in both directions, GOAWAY on drain, stream resets cancel t
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import cast
 
 import h2.errors
@@ -12,19 +11,22 @@ import h2.errors
 from gateway.protocol.events import Body, EndBody, Headers, Request, StreamReset
 from gateway.protocol.http2 import ConnectionClosed, H2Event, Http2Connection, WindowOpened
 from gateway.server.connection import ServerState, log
+from gateway.server.request_body import RequestBody
 
 
-class H2Context:
+class H2Context(RequestBody):
     """The RequestContext of one HTTP/2 stream (see gateway/pipeline/context.py)."""
 
     __slots__ = (
-        "_body_done", "_buffered", "_chunks", "_proto", "_waiter", "_window_waiter", "client",
-        "disconnected", "done", "request", "running", "server", "started", "stream_id", "task",
-        "tls",
+        "_proto", "_window_waiter", "client", "disconnected", "done", "running", "server",
+        "started", "stream_id", "task", "tls",
     )
 
+    _GONE = "stream reset or connection closed"
+
     def __init__(self, proto: H2Protocol, request: Request) -> None:
-        self.request = request
+        # the body queue is bounded by the 64 KiB stream window we grant
+        RequestBody.__init__(self, request)
         self.stream_id = request.stream_id
         self.client = proto.client
         self.server = proto.server
@@ -35,53 +37,27 @@ class H2Context:
         self.running = False  # the app task has taken its first step
         self.task: asyncio.Task[None] | None = None
         self._proto = proto
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._body_done = not request.has_body
-        self._waiter: asyncio.Future[None] | None = None
         self._window_waiter: asyncio.Future[None] | None = None
 
-    def _feed(self, data: bytes) -> None:
-        self._chunks.append(data)  # bounded by the 64 KiB stream window we grant
-        self._buffered += len(data)
-        self._wake()
+    # the request body's hooks (gateway/server/request_body.py)
 
-    def _end_body(self) -> None:
-        self._body_done = True
-        self._wake()
+    def _consumed(self, size: int) -> None:
+        self._proto.consumed(self.stream_id, size)
+
+    def _wait_begins(self) -> asyncio.TimerHandle:
+        proto = self._proto
+        return proto.loop.call_later(proto.state.settings.body_timeout, proto.body_timed_out, self)
 
     def _wake(self) -> None:
-        for waiter in (self._waiter, self._window_waiter):
-            if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+        RequestBody._wake(self)
+        self._window_opened()  # a send waiting for window looks again (and sees a reset)
 
     def _window_opened(self) -> None:
         waiter = self._window_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def receive(self) -> bytes | None:
-        proto = self._proto
-        while True:
-            if self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
-                proto.consumed(self.stream_id, len(chunk))
-                return chunk
-            if self._body_done:
-                return None
-            if self.disconnected.is_set():
-                raise ConnectionResetError("stream reset or connection closed")
-            waiter = proto.loop.create_future()
-            self._waiter = waiter
-            timer = proto.loop.call_later(
-                proto.state.settings.body_timeout, proto.body_timed_out, self
-            )
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
+    # the rest of the RequestContext API
 
     async def send_response(self, status: int, headers: Headers) -> None:
         if self.disconnected.is_set():
@@ -328,10 +304,8 @@ class H2Protocol(asyncio.Protocol):
         self._streams.pop(ctx.stream_id, None)
         if self._closing:
             return
-        if ctx._buffered:  # body the app never read: give the connection window back
-            self.conn.acknowledge(ctx.stream_id, ctx._buffered)
-            ctx._chunks.clear()
-            ctx._buffered = 0
+        # body the app never read: give the connection window back
+        self.conn.acknowledge(ctx.stream_id, ctx._discard_unread())
         self.conn.stream_finished(ctx.stream_id)
         if not self._streams:
             if self.conn.draining:

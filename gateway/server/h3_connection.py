@@ -5,7 +5,6 @@ phase. gateway/server/quic.py owns the socket and routes datagrams here."""
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol
 
@@ -21,6 +20,7 @@ from gateway.protocol.http3 import (
 )
 from gateway.protocol.response_headers import REASONS
 from gateway.server.connection import ServerState, log
+from gateway.server.request_body import RequestBody
 
 MAX_RECEIVE_CHUNK: Final = 64 * 1024  # receive() joins QUIC packets' worth of body up to this
 MAX_SEND_PIECE: Final = 64 * 1024  # send_data() hands a large body to QUIC in slices
@@ -42,45 +42,48 @@ class QuicEndpoint(Protocol):
     def forget(self, conn: H3Session) -> None: ...
 
 
-class H3Context:
+class H3Context(RequestBody):
     """The RequestContext of one HTTP/3 request stream (see gateway/pipeline/context.py)."""
 
     __slots__ = (
-        "_body_done", "_buffered", "_chunks", "_conn", "_ended", "_started", "_task",
-        "_waiter", "client", "disconnected", "request", "server", "stream_id", "tls",
+        "_conn", "_ended", "_started", "_task", "client", "disconnected", "server", "stream_id",
+        "tls",
     )
 
+    _JOIN_UP_TO = MAX_RECEIVE_CHUNK
+    _GONE = "the request stream was reset or the connection lost"
+
     def __init__(self, conn: H3Session, request: Request) -> None:
-        self.request = request
+        RequestBody.__init__(self, request)
         self.stream_id = request.stream_id
         self.client = conn.client
         self.server = conn.server
         self.tls = True
         self.disconnected = asyncio.Event()
         self._conn = conn
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._body_done = not request.has_body
-        self._waiter: asyncio.Future[None] | None = None
         self._started = False
         self._ended = False
         self._task: asyncio.Task[None] | None = None
 
+    # the request body's hooks (gateway/server/request_body.py)
+
+    def _consumed(self, size: int) -> None:
+        self._conn.consumed(self.stream_id, size)
+
+    def _wait_begins(self) -> asyncio.TimerHandle:
+        conn = self._conn
+        return conn.loop.call_later(conn.state.settings.body_timeout, self._body_timed_out)
+
+    def _body_timed_out(self) -> None:
+        conn = self._conn
+        if not self._started:
+            self._started = self._ended = True
+            conn.error_response(self.stream_id, 408)
+        else:
+            conn.reset(self.stream_id)
+        self._fail()
+
     # fed by the connection
-
-    def _feed(self, data: bytes) -> None:
-        self._chunks.append(data)
-        self._buffered += len(data)
-        self._wake()
-
-    def _end_body(self) -> None:
-        self._body_done = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
 
     def _fail(self) -> None:
         """The stream is over for us (peer reset, connection gone, timeout): stop the app."""
@@ -92,45 +95,7 @@ class H3Context:
         if task is not None and not self._ended and task is not asyncio.current_task():
             task.cancel()
 
-    # the RequestContext API
-
-    async def receive(self) -> bytes | None:
-        conn = self._conn
-        while True:
-            if self._chunks:
-                chunk = self._chunks.popleft()
-                if self._chunks and len(chunk) < MAX_RECEIVE_CHUNK:
-                    parts = [chunk]
-                    size = len(chunk)
-                    while self._chunks and size + len(self._chunks[0]) <= MAX_RECEIVE_CHUNK:
-                        part = self._chunks.popleft()
-                        parts.append(part)
-                        size += len(part)
-                    chunk = b"".join(parts)
-                self._buffered -= len(chunk)
-                conn.consumed(self.stream_id, len(chunk))
-                return chunk
-            if self._body_done:
-                return None
-            if self.disconnected.is_set():
-                raise ConnectionResetError("the request stream was reset or the connection lost")
-            waiter = conn.loop.create_future()
-            self._waiter = waiter
-            timer = conn.loop.call_later(conn.state.settings.body_timeout, self._body_timed_out)
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-                timer.cancel()
-
-    def _body_timed_out(self) -> None:
-        conn = self._conn
-        if not self._started:
-            self._started = self._ended = True
-            conn.error_response(self.stream_id, 408)
-        else:
-            conn.reset(self.stream_id)
-        self._fail()
+    # the rest of the RequestContext API
 
     async def send_response(self, status: int, headers: Headers) -> None:
         if self.disconnected.is_set():
