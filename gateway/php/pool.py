@@ -15,6 +15,7 @@ import contextlib
 import os
 from collections import deque
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ log = structlog.get_logger("php")
 _SYSLOG_LEVELS = {0: "critical", 1: "critical", 2: "critical", 3: "error", 4: "warning",
                   5: "info", 6: "info", 7: "debug"}
 _POLL_BATCH = 256
+# Request deadlines are checked this often: one timer for the pool, none per request.
+SWEEP_INTERVAL = 0.25
 
 
 class Overloaded(Exception):
@@ -53,14 +56,14 @@ class PoolOptions:
 
 @dataclass(slots=True)
 class PhpRequest:
-    """One request as PHP will see it. `server_vars` are the CGI variables (name, value)
-    in the order nginx's fastcgi_params passes them; headers become HTTP_* in C."""
+    """One request as PHP will see it. `server_vars` holds the CGI variables as
+    name \0 value \0 pairs (gateway/php/cgi.py builds them); headers become HTTP_* in C."""
 
     method: bytes
     request_uri: bytes
     query_string: bytes
     script_filename: bytes
-    server_vars: list[tuple[bytes, bytes]]
+    server_vars: bytes
     headers: Headers  # lower-case names, as received
     content_length: int | None
     request_time: float
@@ -98,6 +101,8 @@ class PhpCall:
     status: int = 0
     headers: Headers = field(default_factory=list)
     outcome: Outcome | None = None
+    deadline: float = 0.0  # loop time past which the request times out; 0 = never
+    expired: bool = False
     _head: asyncio.Future[bool] | None = None
     _chunks: deque[bytes] = field(default_factory=deque)
     _unacked: int = 0
@@ -120,6 +125,7 @@ class PhpCall:
                 self._space = self._loop.create_future()
                 await self._space
                 self._space = None
+                self._check_expired()
 
     def end_body(self) -> None:
         if not self._body_closed:
@@ -136,9 +142,12 @@ class PhpCall:
             return self.status, self.headers
         if self.outcome is not None:
             return None
+        self._check_expired()
         if self._head is None:
             self._head = self._loop.create_future()
         await self._head
+        if not self.status:
+            self._check_expired()
         return (self.status, self.headers) if self.status else None
 
     async def read(self) -> bytes:
@@ -150,6 +159,7 @@ class PhpCall:
         while not self._chunks:
             if self._finished:
                 return b""
+            self._check_expired()
             self._waiter = self._loop.create_future()
             await self._waiter
             self._waiter = None
@@ -172,6 +182,22 @@ class PhpCall:
         if self._done is None:
             self._done = self._loop.create_future()
         return await self._done
+
+    def extend(self, seconds: float | None) -> None:
+        """A new deadline from now (SSE_TIMEOUT for event streams); None removes it."""
+        self.deadline = 0.0 if seconds is None else self._loop.time() + seconds
+
+    def _check_expired(self) -> None:
+        if self.expired:
+            raise TimeoutError("the PHP request ran past its deadline")
+
+    def _expire(self) -> None:
+        """Called by the pool's sweep: stop the script and wake whoever waits on it."""
+        self.expired = True
+        self.interrupt()
+        self._wake(self._head, False)
+        self._wake(self._waiter)
+        self._wake(self._space)
 
     def cancel(self) -> None:
         """The client is gone: PHP stops at its next write (unless ignore_user_abort)."""
@@ -232,6 +258,7 @@ class PhpPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._fd = -1
         self._events: Any = None
+        self._sweeper: asyncio.TimerHandle | None = None
         self.started = False
 
     # --- lifecycle --------------------------------------------------------------------
@@ -271,14 +298,28 @@ class PhpPool:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._fd)
             loop.add_reader(self._fd, self._on_readable)
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
             self._loop = loop
         return loop
+
+    def _sweep(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        now = loop.time()
+        for call in self._calls.values():
+            if call.deadline and now >= call.deadline and not call.expired:
+                call._expire()
+        self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def stop(self) -> None:
         """Waits for running requests to end, then shuts PHP down."""
         if not self.started:
             return
         self.started = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
         binding.lib.pg_stop()
@@ -292,7 +333,9 @@ class PhpPool:
 
     # --- requests ---------------------------------------------------------------------
 
-    def submit(self, req: PhpRequest) -> PhpCall:
+    def submit(self, req: PhpRequest, timeout: float | None = None) -> PhpCall:
+        """Queues the request; `timeout` seconds later (checked by a sweep every
+        SWEEP_INTERVAL) the script is interrupted and waiting calls raise TimeoutError."""
         loop = self._attach()
         lib, ffi = binding.lib, binding.ffi
         content_type = cookie = authorization = None
@@ -304,8 +347,8 @@ class PhpPool:
                 cookie = value
             elif name == b"authorization":
                 authorization = value
-        vars_blob = b"\0".join(b for pair in req.server_vars for b in pair) + b"\0"
-        headers_blob = b"\0".join(b for pair in merged for b in pair) + b"\0" if merged else b""
+        vars_blob = req.server_vars
+        headers_blob = b"\0".join(chain.from_iterable(merged)) + b"\0" if merged else b""
         null = ffi.NULL
         handle = lib.pg_submit_args(
             req.method,
@@ -330,6 +373,8 @@ class PhpPool:
             raise PoolStopped("the PHP pool is not running")
         call = PhpCall(handle, self, loop)
         call._body_closed = req.body_complete
+        if timeout is not None:
+            call.deadline = loop.time() + timeout
         self._calls[handle] = call
         return call
 

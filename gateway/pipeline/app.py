@@ -29,7 +29,8 @@ class Pipeline:
         self.static = StaticFiles(config.static_cache_ttl)
         self.php = PhpStage(
             pool,
-            PhpStageOptions(request_timeout=config.request_timeout),
+            PhpStageOptions(request_timeout=config.request_timeout,
+                            sse_timeout=config.sse_timeout),
         )
         self.access_log = config.access_log
 

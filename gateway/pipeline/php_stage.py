@@ -28,6 +28,7 @@ _DROP = frozenset({b"connection", b"transfer-encoding", b"keep-alive", b"upgrade
 @dataclass(frozen=True, slots=True)
 class PhpStageOptions:
     request_timeout: float | None = 120.0  # REQUEST_TIMEOUT: 504 past it
+    sse_timeout: float | None = 1800.0  # SSE_TIMEOUT: replaces it once a script streams events
     retry_after: int = 1  # seconds, on 503 when the pool is saturated
 
 
@@ -55,7 +56,7 @@ class PhpStage:
             has_body=req.has_body,
         )
         try:
-            call = self.pool.submit(php_req)
+            call = self.pool.submit(php_req, self.options.request_timeout)
         except Overloaded:
             return await self._refuse(ctx, 503, b"PHP workers are busy, retry shortly.\n")
         except PoolStopped:
@@ -65,9 +66,7 @@ class PhpStage:
         if not php_req.body_complete:
             pump = asyncio.create_task(self._pump_body(ctx, call))
         try:
-            timeout = self.options.request_timeout
-            async with asyncio.timeout(timeout):
-                return await self._relay(ctx, call)
+            return await self._relay(ctx, call)
         except TimeoutError:
             call.interrupt()
             log.warning("request timeout", uri=req.target.decode("latin-1"),
@@ -90,6 +89,8 @@ class PhpStage:
             return await self._refuse(ctx, 500, b"")
         status, headers = head
         status, headers = _clean_headers(status, headers)
+        if _is_event_stream(headers):
+            call.extend(self.options.sse_timeout)
         head_only = ctx.request.method == b"HEAD"
         body = None if head_only else call.complete_body()
         if body is not None:
@@ -123,6 +124,13 @@ class PhpStage:
     async def _refuse(self, ctx: RequestContext, status: int, body: bytes) -> int:
         extra = [(b"retry-after", str(self.options.retry_after).encode())] if status == 503 else []
         return await respond(ctx, status, body, extra)
+
+def _is_event_stream(headers: Headers) -> bool:
+    for name, value in headers:
+        if name == b"content-type":
+            return value.startswith(b"text/event-stream")
+    return False
+
 
 def _clean_headers(status: int, headers: Headers) -> tuple[int, Headers]:
     """Applies a CGI `Status:` header (php-fpm honours it) and drops hop-by-hop fields."""

@@ -173,3 +173,25 @@ def test_jit_and_ini_overrides_in_a_fresh_process() -> None:
     assert d["jit"] is True
     assert d["enabled"] is True
     assert d["ini"]["memory_limit"] == "77M"
+
+
+async def test_deadline_expires_a_slow_request(php_pool: Any) -> None:
+    call = php_pool.submit(php_request("sleep.php", query="s=20", has_body=False), timeout=0.5)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await call.response()
+    assert 0.45 < time.monotonic() - t0 < 1.2
+    outcome = await call.wait_done()
+    assert outcome.timed_out
+
+
+async def test_extended_deadline_lets_an_event_stream_run(php_pool: Any) -> None:
+    call = php_pool.submit(php_request("stream.php", query="n=6&ms=100", has_body=False),
+                           timeout=0.3)
+    await call.response()
+    call.extend(5.0)  # what the PHP stage does for text/event-stream (SSE_TIMEOUT)
+    body = b""
+    while data := await call.read():
+        body += data
+    assert body.count(b"\n") == 6
+    assert not (await call.wait_done()).timed_out
