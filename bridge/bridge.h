@@ -80,13 +80,15 @@ int pg_start(const pg_config *cfg, char *err, size_t errlen);
 int pg_event_fd(void);
 /* Copies the request and queues it: a handle >= 0, PG_OVERLOADED or PG_STOPPED. */
 int64_t pg_submit(const pg_request *req);
-/* The same with the fields as arguments (cheaper from cffi: no struct to build);
- * body_complete says the request has no body left to send (saves a pg_body_write). */
+/* The same with the fields as arguments (cheaper from cffi: no struct to build).
+ * body/body_len: request body bytes already received (copied); body_complete says no
+ * more will follow, so no pg_body_write is needed at all. */
 int64_t pg_submit_args(const char *method, const char *request_uri, const char *query_string,
                        const char *script_filename, const char *content_type,
                        int64_t content_length, const char *cookie, const char *authorization,
                        int proto_num, double request_time, const char *vars, size_t vars_len,
-                       const char *headers, size_t headers_len, int body_complete);
+                       const char *headers, size_t headers_len, const char *body,
+                       size_t body_len, int body_complete);
 /* Offers request body bytes; returns how many were taken. When fewer than len were taken a
  * PG_EV_BODY_SPACE event follows once PHP reads. eof marks the end once all bytes are in. */
 size_t pg_body_write(int64_t handle, const char *data, size_t len, int eof);

@@ -148,7 +148,8 @@ static void reset_slot_io(pg_slot *s) {
     s->worker = NULL;
 }
 
-static int64_t submit(const pg_request *req, bool body_complete) {
+static int64_t submit(const pg_request *req, const char *body, size_t body_len,
+                      bool body_complete) {
     pthread_mutex_lock(&P.mu);
     if (!P.started || P.stopping) {
         pthread_mutex_unlock(&P.mu);
@@ -174,6 +175,14 @@ static int64_t submit(const pg_request *req, bool body_complete) {
         return PG_OVERLOADED;
     }
     reset_slot_io(s);
+    if (body_len > 0) {
+        /* A body that arrived whole with the request: PHP reads it without a round trip. */
+        s->in_cap = body_len > P.cfg.body_buffer_bytes ? body_len : P.cfg.body_buffer_bytes;
+        s->in_buf = malloc(s->in_cap);
+        if (!s->in_buf) abort();
+        memcpy(s->in_buf, body, body_len);
+        s->in_end = body_len;
+    }
     s->in_eof = body_complete; /* before queueing: a thread may read the body at once */
     s->handle = ((int64_t)s->gen << HANDLE_INDEX_BITS) | idx;
     s->state = SLOT_QUEUED;
@@ -191,7 +200,8 @@ int64_t pg_submit_args(const char *method, const char *request_uri, const char *
                        const char *script_filename, const char *content_type,
                        int64_t content_length, const char *cookie, const char *authorization,
                        int proto_num, double request_time, const char *vars, size_t vars_len,
-                       const char *headers, size_t headers_len, int body_complete) {
+                       const char *headers, size_t headers_len, const char *body,
+                       size_t body_len, int body_complete) {
     pg_request r = {
         .method = method, .request_uri = request_uri, .query_string = query_string,
         .script_filename = script_filename, .content_type = content_type,
@@ -199,10 +209,10 @@ int64_t pg_submit_args(const char *method, const char *request_uri, const char *
         .proto_num = proto_num, .request_time = request_time, .vars = vars,
         .vars_len = vars_len, .headers = headers, .headers_len = headers_len,
     };
-    return submit(&r, body_complete != 0);
+    return submit(&r, body, body_len, body_complete != 0);
 }
 
-int64_t pg_submit(const pg_request *req) { return submit(req, false); }
+int64_t pg_submit(const pg_request *req) { return submit(req, NULL, 0, false); }
 
 size_t pg_body_write(int64_t handle, const char *data, size_t len, int eof) {
     pg_slot *s = slot_of(handle);

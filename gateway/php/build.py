@@ -62,7 +62,7 @@ int64_t pg_submit_args(const char *method, const char *request_uri, const char *
     const char *script_filename, const char *content_type, int64_t content_length,
     const char *cookie, const char *authorization, int proto_num, double request_time,
     const char *vars, size_t vars_len, const char *headers, size_t headers_len,
-    int body_complete);
+    const char *body, size_t body_len, int body_complete);
 size_t pg_body_write(int64_t handle, const char *data, size_t len, int eof);
 void pg_ack(int64_t handle, size_t n);
 void pg_cancel(int64_t handle);

@@ -69,6 +69,7 @@ class PhpRequest:
     request_time: float
     proto_num: int = 1001
     body_complete: bool = False  # no body bytes will follow (GET, or Content-Length: 0)
+    body: bytes = b""  # body bytes already received, handed over with the request
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +366,8 @@ class PhpPool:
             len(vars_blob),
             headers_blob or null,
             len(headers_blob),
+            req.body or null,
+            len(req.body),
             1 if req.body_complete else 0,
         )
         if handle == lib.PG_OVERLOADED:

@@ -30,6 +30,10 @@ class RequestContext(Protocol):
         """
         ...
 
+    def take_complete_body(self) -> bytes | None:
+        """The whole request body if it has all arrived already, else None (use receive())."""
+        ...
+
     async def send_response(self, status: int, headers: Headers) -> None:
         """Start the response. Headers are lower-case names; the connection layer adds
         date, server, alt-svc and framing headers (content-length / chunked) itself."""

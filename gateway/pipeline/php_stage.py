@@ -55,6 +55,11 @@ class PhpStage:
             authority=req.authority,
             has_body=req.has_body,
         )
+        if not php_req.body_complete:
+            whole = ctx.take_complete_body()
+            if whole is not None:
+                php_req.body = whole
+                php_req.body_complete = True
         try:
             call = self.pool.submit(php_req, self.options.request_timeout)
         except Overloaded:

@@ -106,6 +106,20 @@ class RequestBody:
                 self._waiter = None
                 self._wait_over(timer)
 
+    def take_complete_body(self) -> bytes | None:
+        """The whole body at once if every byte of it has already arrived, else None (and
+        nothing is consumed): small forms then skip the streaming machinery."""
+        if not self._body_done:
+            return None
+        chunks = self._chunks
+        if not chunks:
+            return b""
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
+        self._consumed(len(data))
+        return data
+
     def _join(self, first: bytes, chunks: deque[bytes]) -> bytes:
         parts = [first]
         size = len(first)

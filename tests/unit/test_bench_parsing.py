@@ -130,6 +130,63 @@ H2LOAD_LOG = (
 )
 
 
+# php-gateway itself (bench/run.py --quick --servers gateway), the 1 MB PHP response.
+WRK_GATEWAY_1MB = """\
+Running 2s test @ http://127.0.0.1:40649/big.php
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency    57.35ms   12.67ms 118.30ms   84.12%
+    Req/Sec     0.85k   121.38     1.15k    75.00%
+  Latency Distribution
+     50%   55.95ms
+     75%   63.41ms
+     90%   69.65ms
+     99%  110.16ms
+  1703 requests in 2.00s, 1.66GB read
+Requests/sec:    849.50
+Transfer/sec:    850.40MB
+"""
+
+
+H2LOAD_GATEWAY_1MB = """\
+starting benchmark...
+spawning thread #0: 10 total client(s). Timing-based test with 0s of warm-up time and 2s of main duration for measurements.
+Warm-up started for thread #0.
+Warm-up phase is over for thread #0.
+Main benchmark duration is started for thread #0.
+TLS Protocol: TLSv1.3
+Cipher: TLS_AES_256_GCM_SHA384
+Server Temp Key: X25519 253 bits
+Application protocol: h2
+Main benchmark duration is over for thread #0. Stopping all clients.
+Stopped all clients for thread #0
+
+finished in 2.01s, 202.00 req/s, 203.01MB/s
+requests: 404 total, 504 started, 404 done, 404 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 407 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 406.01MB (425737415) total, 3.10KB (3176) headers (space savings 93.71%), 405.78MB (425492480) data
+                     min         max         mean         sd        +/- sd
+time for request:    21.02ms    731.99ms    416.28ms    210.37ms    57.18%
+time for connect:     5.40ms     13.00ms      9.47ms      2.71ms    50.00%
+time to 1st byte:    20.97ms    591.72ms    254.03ms    197.17ms    60.00%
+req/s           :      10.00       34.99       20.20        9.88    60.00%
+"""  # noqa: E501 (captured output, verbatim)
+
+
+H2LOAD_GATEWAY_1MB_LOG = (
+    "1795271338409706\t200\t21016\n"
+    "1795271338409708\t200\t25906\n"
+    "1795271338411201\t200\t27885\n"
+    "1795271338409708\t200\t40240\n"
+    "1795271338411201\t200\t39038\n"
+    "1795271338409709\t200\t42962\n"
+    "1795271338411202\t200\t47977\n"
+    "1795271338411202\t200\t56502\n"
+    "1795271338409709\t200\t58312\n"
+    "1795271338409709\t200\t61724\n"
+)
+
+
 def test_wrk_ok() -> None:
     r = parse_wrk(WRK_OK)
     assert r.requests == 1291
@@ -207,3 +264,27 @@ def test_units() -> None:
     assert parse_size("1.50MB") == 1572864
     with pytest.raises(ParseError):
         parse_duration("fast")
+
+
+def test_wrk_gateway_1mb_sizes_in_gib() -> None:
+    r = parse_wrk(WRK_GATEWAY_1MB)
+    assert r.requests == 1703
+    assert r.rps == pytest.approx(849.50)
+    assert r.p50_ms == pytest.approx(55.95)
+    assert r.p99_ms == pytest.approx(110.16)
+    # "1.66GB read": 1703 answers of 1 MiB each, to the 2 decimals wrk prints
+    assert r.bytes_read == round(1.66 * 1024**3)
+    assert r.bytes_read / r.requests == pytest.approx(1024 * 1024, rel=0.01)
+
+
+def test_h2load_gateway_1mb() -> None:
+    s = parse_h2load(H2LOAD_GATEWAY_1MB)
+    assert s.tls == "TLSv1.3 TLS_AES_256_GCM_SHA384"
+    assert (s.total, s.succeeded, s.failed) == (404, 404, 0)
+    assert s.status_2xx == 407  # h2load also counts answers that came after the deadline
+    assert s.bytes_total == 425737415
+    r = h2load_result(H2LOAD_GATEWAY_1MB, H2LOAD_GATEWAY_1MB_LOG.splitlines())
+    assert r.rps == pytest.approx(202.0)
+    assert r.duration_s == pytest.approx(2.01)
+    assert r.p50_ms == pytest.approx(40.240)  # 5th of the 10 sorted latencies
+    assert r.p99_ms == pytest.approx(61.724)
