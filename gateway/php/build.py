@@ -116,10 +116,14 @@ def build(prefix: Path) -> Path:
         so = Path(ffi.compile(tmpdir=str(tmp), verbose=False))
     finally:
         os.chdir(cwd)
-    for old in HERE.glob("_phpbridge*.so"):
-        old.unlink()
     target = HERE / so.name
-    shutil.copy2(so, target)
+    # A new inode, renamed into place: running workers keep mapping the old file intact.
+    staging = target.with_suffix(".so.new")
+    shutil.copy2(so, staging)
+    os.replace(staging, target)
+    for old in HERE.glob("_phpbridge*.so"):
+        if old != target:
+            old.unlink()
     return target
 
 
