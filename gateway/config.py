@@ -555,10 +555,16 @@ def _resolve_dependent(values: dict[str, Any]) -> None:
         other = "TLS_CERT" if missing == "TLS_KEY" else "TLS_KEY"
         raise ConfigError(missing, f"required when {other} is set (TLS needs both)")
     tls = values["tls_cert"] is not None
+    if tls:
+        _check_tls_files(values["tls_cert"], values["tls_key"])
     if values["http3"] is None:
         values["http3"] = tls
     elif values["http3"] and not tls:
         raise ConfigError("HTTP3", "needs TLS_CERT and TLS_KEY (QUIC is always encrypted)")
+    if values["http3"] and values["h2_max_header_list_size"] >= _H3_STREAM_WINDOW:
+        # an HTTP/3 header block is credited only once parsed: it must fit one stream window
+        raise ConfigError("H2_MAX_HEADER_LIST_SIZE",
+                          f"must be below {_H3_STREAM_WINDOW // 1024}K while HTTP3 is on")
     processes = values["processes"]
     if values["php_workers"] == 0:
         values["php_workers"] = max(os.cpu_count() or 1, processes)
@@ -576,6 +582,22 @@ def _resolve_dependent(values: dict[str, Any]) -> None:
             raise ConfigError("INTERNAL_ADDR", f"must not use the same port as {name} ({addr})")
     if len(listeners) == 2 and _clash(listeners[0][1], listeners[1][1]):
         raise ConfigError("TLS_LISTEN_ADDR", "must not use the same port as LISTEN_ADDR")
+
+
+_H3_STREAM_WINDOW = 256 * 1024  # gateway.protocol.http3.STREAM_WINDOW (kept import-free)
+
+
+def _check_tls_files(cert: Path, key: Path) -> None:
+    """Load the pair once here, so a bad file stops start-up instead of every worker."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as exc:
+        raise ConfigError("TLS_CERT", f"{cert} and TLS_KEY {key} are not a usable PEM "
+                                      f"certificate and matching private key ({exc.reason or exc})"
+                          ) from None
 
 
 _WILDCARDS = {"0.0.0.0", "::", ""}

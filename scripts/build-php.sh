@@ -37,7 +37,7 @@ configure_flags=(
   --with-password-argon2 --enable-pcntl
 )
 build_deps=(
-  build-essential autoconf bison re2c pkg-config dpkg-dev xz-utils
+  build-essential autoconf bison re2c pkg-config dpkg-dev xz-utils curl
   libxml2-dev libsqlite3-dev libssl-dev libcurl4-openssl-dev libonig-dev libpng-dev
   libjpeg-dev libwebp-dev libfreetype6-dev libicu-dev libzip-dev libsodium-dev libpq-dev
   zlib1g-dev libargon2-dev
@@ -101,16 +101,49 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
-version=$(apt-cache showsrc "php$series" | awk '/^Version:/ {print $2}' | sort -V | tail -1)
-[ -n "$version" ] || { log "no php$series source package found"; exit 1; }
-upstream=${version%%-*}
-work="$cache/src/php$series-$version"
-mkdir -p "$work"
-if [ ! -f "$work/.unpacked" ]; then
-  log "fetching php$series $version source"
-  (cd "$work" && rm -rf ./* && apt-get source -qq "php$series=$version" >&2)
-  touch "$work/.unpacked"
+# The mirror's index can name a release whose files it does not serve (yet): try the indexed
+# versions newest first, then a pinned release fetched from the pool by hand, its .dsc checked
+# against the hash below and the tarballs against the .dsc by dpkg-source.
+pinned_version=8.4.24-1~deb13u1
+pinned_dsc_sha256=fd84ce153abc1af23514100a25d04acd3c728f5c4b5c30c3e1a0788ef9c780eb
+pool=http://deb.debian.org/debian/pool/main/p/php8.4
+
+fetch_pinned() {
+  local dsc="php8.4_$pinned_version.dsc" f
+  curl -fsS --retry 2 -o "$dsc" "$pool/$dsc" || return 1
+  echo "$pinned_dsc_sha256  $dsc" | sha256sum -c --quiet - >&2 || return 1
+  for f in $(awk '/^Checksums-Sha256:/ {p=1; next} /^[^ ]/ {p=0} p {print $3}' "$dsc"); do
+    curl -fsS --retry 2 -o "$f" "$pool/$f" || return 1
+  done
+  dpkg-source -x "$dsc" >&2
+}
+
+mapfile -t versions < <(apt-cache showsrc "php$series" 2>/dev/null | awk '/^Version:/ {print $2}' | sort -Vru)
+if [ "$series" = "8.4" ] && ! printf '%s\n' "${versions[@]}" | grep -qxF "$pinned_version"; then
+  versions+=("$pinned_version")
 fi
+[ ${#versions[@]} -gt 0 ] || { log "no php$series source package found"; exit 1; }
+work=""
+for version in "${versions[@]}"; do   # one fetched before wins: no download
+  if [ -f "$cache/src/php$series-$version/.unpacked" ]; then work="$cache/src/php$series-$version"; break; fi
+done
+if [ -z "$work" ]; then
+  for version in "${versions[@]}"; do
+    work="$cache/src/php$series-$version"
+    rm -rf "$work" && mkdir -p "$work"
+    log "fetching php$series $version source"
+    if (cd "$work" && apt-get source -qq "php$series=$version" >&2) \
+       || { [ "$version" = "$pinned_version" ] && (cd "$work" && fetch_pinned); }; then
+      touch "$work/.unpacked"
+      break
+    fi
+    log "php$series $version could not be fetched; trying an older one"
+    rm -rf "$work"
+    work=""
+  done
+  [ -n "$work" ] || { log "no php$series source could be fetched (tried ${versions[*]})"; exit 1; }
+fi
+upstream=${version%%-*}
 srcdir=$(find "$work" -maxdepth 1 -mindepth 1 -type d -name "php$series-*" | head -1)
 [ -n "$srcdir" ] || { log "unpacked source directory not found in $work"; exit 1; }
 

@@ -17,6 +17,11 @@ esac
 if [ "$profile" != runtime ] && ! python3 -c 'import ensurepip' 2>/dev/null; then
   want+=(python3-venv)
 fi
+# The bridge is a C extension: Debian's python3 keeps Python.h in python3-dev.
+if [ "$profile" != runtime ] && ! python3 -c \
+    'import os, sysconfig; os.stat(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null; then
+  want+=(python3-dev)
+fi
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

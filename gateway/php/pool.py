@@ -417,6 +417,8 @@ class PhpPool:
                     getattr(log, level)(message, source="php")
                 elif kind == lib.PG_EV_DONE:
                     calls.pop(handle, None)
+                    if ev.code:  # exit(N): php-fpm keeps the HTTP status too, but says so
+                        log.warning("script exited with a non-zero status", exit_status=ev.code)
                     if call is not None:
                         call._on_done(ev.code, ev.flags)
             if n:

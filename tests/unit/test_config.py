@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from gateway.config import (
     DEFAULT_PHP_INI,
@@ -24,6 +26,15 @@ from gateway.config import (
 REPO = Path(__file__).resolve().parents[2]
 
 
+@functools.cache
+def _identity() -> tuple[bytes, bytes, bytes]:
+    """A certificate, its key and an unrelated key: made once, written per test."""
+    ca = trustme.CA()
+    leaf, other = ca.issue_cert("localhost"), ca.issue_cert("other.example")
+    return (leaf.cert_chain_pems[0].bytes(), leaf.private_key_pem.bytes(),
+            other.private_key_pem.bytes())
+
+
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
     paths = {
@@ -35,8 +46,12 @@ def files(tmp_path: Path) -> dict[str, Path]:
     }
     paths["root"].mkdir()
     paths["errors"].mkdir()
-    for name in ("cert", "key", "ini"):
-        paths[name].write_text("x\n")
+    cert, key, other_key = _identity()
+    paths["cert"].write_bytes(cert)
+    paths["key"].write_bytes(key)
+    paths["other_key"] = tmp_path / "other-key.pem"
+    paths["other_key"].write_bytes(other_key)
+    paths["ini"].write_text("x\n")
     return paths
 
 
@@ -295,6 +310,27 @@ def test_tls_needs_both(files: dict[str, Path], given: str, missing: str) -> Non
         load(files, env={given: str(path)})
     assert info.value.option == missing
     assert f"required when {given} is set" in str(info.value)
+
+
+@pytest.mark.parametrize("broken", ["not pem", "key of another certificate"])
+def test_unusable_tls_files_are_refused_at_start_up(files: dict[str, Path], broken: str) -> None:
+    key = files["other_key"]
+    if broken == "not pem":
+        key = files["ini"]  # "x\n"
+    with pytest.raises(ConfigError) as info:
+        load(files, env={"TLS_CERT": str(files["cert"]), "TLS_KEY": str(key)})
+    assert info.value.option == "TLS_CERT"
+    assert "not a usable PEM certificate and matching private key" in str(info.value)
+
+
+def test_http3_needs_header_lists_that_fit_a_stream_window(files: dict[str, Path]) -> None:
+    tls = {"TLS_CERT": str(files["cert"]), "TLS_KEY": str(files["key"])}
+    with pytest.raises(ConfigError) as info:
+        load(files, env={**tls, "H2_MAX_HEADER_LIST_SIZE": "256K"})
+    assert info.value.option == "H2_MAX_HEADER_LIST_SIZE"
+    assert "below 256K while HTTP3 is on" in str(info.value)
+    c = load(files, env={**tls, "H2_MAX_HEADER_LIST_SIZE": "256K", "HTTP3": "off"})
+    assert c.h2_max_header_list_size == 256 * 1024
 
 
 def test_http3_on_without_tls_is_refused(files: dict[str, Path]) -> None:

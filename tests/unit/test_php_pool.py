@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,10 +40,14 @@ async def test_fatal_errors_answer_500_and_log(php: Runner, kind: str, message: 
 
 
 async def test_exit_keeps_status_like_php_fpm(php: Runner) -> None:
-    r = await php("fail.php", query="kind=exit")
+    # exit(3) is the script's own ending, not an error: php-fpm answers what it sent (200);
+    # the non-zero status is logged so it is not lost
+    with structlog.testing.capture_logs() as logs:
+        r = await php("fail.php", query="kind=exit")
     assert (r.status, r.body) == (200, b"bye")
     assert r.outcome.exit_status == 3
     assert not r.outcome.fatal
+    assert [e.get("exit_status") for e in logs if "exited" in e["event"]] == [3], logs
 
 
 async def test_fatal_after_output_keeps_status(php: Runner) -> None:
@@ -138,7 +143,9 @@ async def test_opcache_active_and_ini_loaded(php: Runner) -> None:
     assert d["sapi"] == "fpm-fcgi"
     assert d["zts"] is True
     assert d["version"].startswith("8.4.")
-    assert d["ini"]["date.timezone"] == "UTC"  # from gateway/php/php.ini
+    assert d["ini_file"] == str(REPO / "gateway" / "php" / "php.ini")
+    assert (d["ini"]["post_max_size"], d["ini"]["expose_php"]) == ("64M", "")  # PHP: 8M, On
+    assert d["ini"]["date.timezone"] == "UTC"
     assert d["ini"]["max_execution_time"] == "30"  # an INI override from the pool options
     for ext in ["ctype", "curl", "dom", "exif", "fileinfo", "filter", "gd", "iconv", "intl",
                 "mbstring", "mysqli", "openssl", "pdo_mysql", "pdo_pgsql", "pdo_sqlite",
@@ -147,16 +154,19 @@ async def test_opcache_active_and_ini_loaded(php: Runner) -> None:
         assert ext in d["extensions"], ext
 
 
-def test_jit_and_ini_overrides_in_a_fresh_process() -> None:
+def test_jit_and_ini_overrides_in_a_fresh_process(tmp_path: Path) -> None:
     """A second configuration needs its own process: libphp starts once per process."""
+    ini = tmp_path / "custom.ini"
+    ini.write_text((REPO / "gateway" / "php" / "php.ini").read_text() + "\nprecision = 9\n")
     script = textwrap.dedent(
         """
         import asyncio, json, sys
+        from pathlib import Path
         sys.path.insert(0, %r)
         from php_harness import run_php, REPO
         from gateway.php.pool import PhpPool, PoolOptions
         pool = PhpPool(PoolOptions(threads=1, queue_capacity=2,
-            ini_path=REPO / "gateway" / "php" / "php.ini",
+            ini_path=Path(%r),
             ini_set=(("opcache.jit", "tracing"), ("memory_limit", "77M"))))
         pool.start()
         async def main():
@@ -165,7 +175,7 @@ def test_jit_and_ini_overrides_in_a_fresh_process() -> None:
         asyncio.run(main())
         pool.stop()
         """
-    ) % str(REPO / "tests")
+    ) % (str(REPO / "tests"), str(ini))
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          cwd=REPO, timeout=60)
     assert out.returncode == 0, out.stderr
@@ -173,6 +183,7 @@ def test_jit_and_ini_overrides_in_a_fresh_process() -> None:
     assert d["jit"] is True
     assert d["enabled"] is True
     assert d["ini"]["memory_limit"] == "77M"
+    assert (d["ini_file"], d["ini"]["precision"]) == (str(ini), "9")  # the configured php.ini
 
 
 async def test_deadline_expires_a_slow_request(php_pool: Any) -> None:

@@ -116,7 +116,7 @@ async def test_post_urlencoded_and_request_order(php: Runner) -> None:
 
 async def test_php_input_for_every_method(php: Runner) -> None:
     payload = b'{"k": [1, 2, 3], "bin": "\\u0000"}'
-    for method in ["POST", "PUT", "PATCH", "DELETE", "OPTIONS", "QUERY"]:
+    for method in ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "QUERY"]:
         r = await php("server.php", payload, method=method,
                       headers=[(b"content-type", b"application/json")])
         d = decode(r.body)
