@@ -275,6 +275,23 @@ def test_tls_http2_and_http11(tls_server: Server, certs: dict[str, str]) -> None
     assert s["SERVER_PROTOCOL"] == "HTTP/1.1" and s["HTTPS"] == "on"
 
 
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_tls_versions_negotiate_h2_by_alpn(tls_server: Server, certs: dict[str, str],
+                                           version: str) -> None:
+    r = curl("--cacert", certs["ca"], "--http2", f"--tlsv{version}", "--tls-max", version,
+             "-w", "\n%{http_version} %{ssl_verify_result}", f"{tls_server.url}/server.php")
+    body, _, tail = r.stdout.rpartition(b"\n")
+    assert tail == b"2 0"  # HTTP/2 picked by ALPN, certificate verified
+    s = server_vars(body)
+    assert (s["HTTPS"], s["REQUEST_SCHEME"], s["SERVER_PROTOCOL"]) == ("on", "https", "HTTP/2.0")
+
+
+def test_tls_below_1_2_is_refused(tls_server: Server, certs: dict[str, str]) -> None:
+    r = subprocess.run(["curl", "-sS", "--cacert", certs["ca"], "--tlsv1.1", "--tls-max", "1.1",
+                        f"{tls_server.url}/hello.php"], capture_output=True, timeout=20)
+    assert r.returncode != 0 and r.stdout == b""
+
+
 def test_h2c_prior_knowledge_and_upgrade(server: Server) -> None:
     r = curl("--http2-prior-knowledge", f"{server.url}/server.php")
     assert server_vars(r.stdout)["SERVER_PROTOCOL"] == "HTTP/2.0"
