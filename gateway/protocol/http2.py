@@ -290,8 +290,8 @@ class Http2Connection:
         out, stream.send_remaining = response_fields(
             status, headers, self._defaults, _DROPPED_RESPONSE_HEADERS
         )
-        if stream.done:
-            return  # reset meanwhile: nothing may be sent
+        if stream.done or self.closed:
+            return  # reset or connection over meanwhile: nothing may be sent
         bodyless = stream.head or status == 204 or status == 304
         self._h2.send_headers(stream_id, out, end_stream=bodyless)
         if bodyless:
@@ -313,8 +313,8 @@ class Http2Connection:
     def send_data(self, stream_id: int, data: bytes) -> int:
         """Queue as much of data as the windows allow; return how many bytes were taken."""
         stream = self._streams[stream_id]
-        if stream.done:
-            return len(data)  # HEAD/204/304 or reset: the body is discarded
+        if stream.done or self.closed:
+            return len(data)  # HEAD/204/304, reset or connection over: the body is discarded
         if stream.send_remaining >= 0 and len(data) > stream.send_remaining:
             raise RuntimeError("response body longer than its content-length")
         size = min(len(data), self.sendable(stream_id))
@@ -326,7 +326,7 @@ class Http2Connection:
 
     def end_stream(self, stream_id: int) -> None:
         stream = self._streams[stream_id]
-        if stream.done:
+        if stream.done or self.closed:
             return
         if stream.send_remaining > 0:
             self._reset(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)

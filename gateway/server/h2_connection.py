@@ -243,6 +243,9 @@ class H2Protocol(asyncio.Protocol):
                 if ctx is not None:
                     self._stop(ctx)
             elif isinstance(event, ConnectionClosed):
+                # h2 sends nothing more once the connection is over: stop the apps now
+                for ctx in list(streams.values()):
+                    self._stop(ctx)
                 self._close_transport()
                 return
 

@@ -342,6 +342,24 @@ def test_peer_goaway_and_protocol_errors_close() -> None:
     assert goaway and goaway[0].error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
 
 
+def test_responses_after_a_peer_goaway_are_dropped_quietly() -> None:
+    # a load generator ends with GOAWAY + close while apps still answer its last streams
+    server, client = connect()
+    client.send_headers(1, GET, end_stream=True)
+    client.send_headers(3, GET, end_stream=True)
+    to_server(server, client)
+    server.send_response(1, 200, [(b"content-length", b"2")])
+    assert server.send_data(1, b"ok") == 2
+    server.end_stream(1)
+    to_client(server, client)
+    client.close_connection()
+    assert to_server(server, client) == [ConnectionClosed(0, "peer sent GOAWAY")]
+    server.send_response(3, 200, [(b"content-length", b"5")])  # h2 itself would raise here
+    assert server.send_data(3, b"later") == 5
+    server.end_stream(3)
+    assert server.data_to_send() == b""
+
+
 def test_header_list_over_the_limit_closes() -> None:
     server, client = connect(max_header_list_size=1024)
     client.send_headers(1, [*GET, (b"x-big", b"v" * 2000)], end_stream=True)
