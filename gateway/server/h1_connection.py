@@ -19,6 +19,7 @@ from gateway.server.request_body import RequestBody
 
 _NO_TIMER, _HEAD_TIMER, _IDLE_TIMER, _LINGER_TIMER = range(4)
 _EMPTY: Final = b""
+_JOIN_UP_TO: Final = 8192  # a head and a body up to this size are joined into one write
 
 
 class H1Context(RequestBody):
@@ -269,6 +270,10 @@ class H1Protocol(asyncio.Protocol):
         pending = self._pending
         if pending:
             pending.append(data)
+            if len(data) > _JOIN_UP_TO and self.transport is not None and not self._closing:
+                self.transport.writelines(pending)  # one writev, no copy of a large body
+                pending.clear()
+                return
             data = _EMPTY.join(pending)
             pending.clear()
         if data and self.transport is not None and not self._closing:

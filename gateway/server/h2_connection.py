@@ -14,6 +14,11 @@ from gateway.server.connection import ServerState, log
 from gateway.server.request_body import RequestBody
 
 
+# once this much body is queued in h2 it is written at once; less waits for the end of the
+# loop pass, so that the responses of concurrent streams share one write
+_FLUSH_NOW_BYTES = 65536
+
+
 class H2Context(RequestBody):
     """The RequestContext of one HTTP/2 stream (see gateway/pipeline/context.py)."""
 
@@ -74,7 +79,12 @@ class H2Context(RequestBody):
         while data and not self.disconnected.is_set():
             taken = conn.send_data(self.stream_id, data)
             if taken:
-                proto.flush()
+                # frames of many streams leave together, in one TLS write and syscall
+                proto.unflushed += taken
+                if proto.unflushed >= _FLUSH_NOW_BYTES:
+                    proto.flush()
+                else:
+                    proto.flush_soon()
                 data = data[taken:] if taken < len(data) else b""
                 if proto.write_paused:
                     await proto.wait_writable()
@@ -101,7 +111,7 @@ class H2Context(RequestBody):
         proto = self._proto
         proto.conn.end_stream(self.stream_id)
         self.done = True
-        proto.flush()
+        proto.flush_soon()
         proto.state.requests_served += 1
 
 
@@ -126,6 +136,7 @@ class H2Protocol(asyncio.Protocol):
         self.server: tuple[str, int] = ("", 0)
         self.transport: asyncio.Transport | None = None
         self.write_paused = False
+        self.unflushed = 0  # body bytes queued in h2 since the last flush
         self._streams: dict[int, H2Context] = {}
         self._drain_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -316,7 +327,7 @@ class H2Protocol(asyncio.Protocol):
                 self._close_transport()
                 return
             self._arm_idle()
-        self.flush()
+        self.flush_soon()
 
     def body_timed_out(self, ctx: H2Context) -> None:
         if not ctx.started and not ctx.done:
@@ -335,6 +346,7 @@ class H2Protocol(asyncio.Protocol):
     # -- writing ---------------------------------------------------------------------------
 
     def flush(self) -> None:
+        self.unflushed = 0
         data = self.conn.data_to_send()
         if data and self.transport is not None and not self._closing:
             self.transport.write(data)
