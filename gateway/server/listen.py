@@ -56,8 +56,8 @@ async def start_listeners(config: Config, sockets: dict[str, socket.socket], app
             quic_sock, app, certfile=str(config.tls_cert),
             keyfile=str(config.tls_key) if config.tls_key else None,
             settings=settings))
-    http = TCPServer(app, tls_settings if (config.tls and "tls" not in sockets) else settings,
-                     ssl_context=None if "tls" in sockets else ssl_context)
+    # beside a separate TLS listener, plain HTTP advertises h3 too (an authenticated alternative)
+    http = TCPServer(app, tls_settings, ssl_context=None if "tls" in sockets else ssl_context)
     await http.start(sock=sockets["http"])
     servers.append(http)
     if "tls" in sockets:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from h3_client import h3_client
-from server_harness import Server, curl, start_server
+from server_harness import Server, curl, free_tcp_udp_port, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -93,6 +93,21 @@ def test_gtlsclient_against_php(tls_server: Server, tmp_path: Path) -> None:
     downloads = list(tmp_path.iterdir())
     assert len(downloads) == 1, downloads
     assert downloads[0].read_bytes() == bytes(range(256)) * 32 * 256
+
+
+def test_plain_listener_beside_tls_advertises_h3(tmp_path: Path, docroot: Path,
+                                                 certs: dict[str, str]) -> None:
+    tls_port = free_tcp_udp_port()
+    s = start_server(tmp_path, docroot, "--tls-listen-addr", f"127.0.0.1:{tls_port}",
+                     "--tls-cert", certs["cert"], "--tls-key", certs["key"])
+    try:
+        plain = curl("-sI", f"http://127.0.0.1:{s.port}/hello.php")
+        tls = curl("-sI", "--cacert", certs["ca"], f"https://127.0.0.1:{tls_port}/hello.php")
+        for r in (plain, tls):
+            assert b" 200" in r.stdout.split(b"\r\n", 1)[0], r.stdout
+            assert f'alt-svc: h3=":{tls_port}"'.encode() in r.stdout.lower(), r.stdout
+    finally:
+        s.stop()
 
 
 def test_http3_can_be_switched_off(tmp_path: Path, docroot: Path, certs: dict[str, str]) -> None:
