@@ -95,6 +95,41 @@ def test_gtlsclient_against_php(tls_server: Server, tmp_path: Path) -> None:
     assert downloads[0].read_bytes() == bytes(range(256)) * 32 * 256
 
 
+def test_slow_h3_reader_holds_the_php_thread_back(tls_server: Server, certs: dict[str, str],
+                                                  tmp_path: Path) -> None:
+    window, total_kb = 64 * 1024, 16 * 1024
+    progress = tmp_path / "progress"
+
+    def written() -> int:
+        text = progress.read_text() if progress.exists() else ""
+        return int(text) if text.isdigit() else 0
+
+    async def run() -> tuple[int, int, bytes, int]:
+        async with h3_client(tls_server.port, certs["ca"], max_stream_data=window,
+                             max_data=4 * window) as client:
+            client.pause_reading()  # no more MAX_STREAM_DATA / MAX_DATA credit
+            sid, response = client.start_request(
+                "GET", f"/progress.php?kb={total_kb}&file={progress}")
+            seen: list[int] = []
+            for _ in range(200):  # until PHP stops getting further
+                await asyncio.sleep(0.05)
+                seen.append(written())
+                if len(seen) >= 10 and seen[-1] > 0 and seen[-1] == seen[-10]:
+                    break
+            received = client.received(sid)
+            client.resume_reading()
+            reply = await asyncio.wait_for(response, 60)
+            return seen[-1], received, reply.body, reply.status
+
+    stalled, received, body, status = asyncio.run(run())
+    # PHP got as far as the client's window plus the gateway's bounded buffers, no further
+    assert 0 < stalled <= 2 * 1024 * 1024, stalled
+    assert received <= window
+    assert status == 200 and written() == total_kb * 1024
+    block = bytes(range(256)) * 32
+    assert hashlib.sha256(body).digest() == hashlib.sha256(block * (total_kb // 8)).digest()
+
+
 def test_plain_listener_beside_tls_advertises_h3(tmp_path: Path, docroot: Path,
                                                  certs: dict[str, str]) -> None:
     tls_port = free_tcp_udp_port()
