@@ -13,7 +13,6 @@ from gateway.protocol.http2 import ConnectionClosed, H2Event, Http2Connection, W
 from gateway.server.connection import ServerState, log
 from gateway.server.request_body import RequestBody
 
-
 # once this much body is queued in h2 it is written at once; less waits for the end of the
 # loop pass, so that the responses of concurrent streams share one write
 _FLUSH_NOW_BYTES = 65536
