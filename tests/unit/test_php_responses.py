@@ -75,6 +75,16 @@ async def test_head_sends_no_body(php: Runner) -> None:
     assert r.body == b""
 
 
+async def test_head_of_a_large_page_does_not_hold_the_thread(php_pool: Any) -> None:
+    # PHP discards HEAD output itself (headers_only), so nobody has to read 8 MiB for it
+    call = php_pool.submit(php_request("big.php", method="HEAD", query="kb=8192"))
+    call.end_body()
+    status, _ = await call.response()
+    outcome = await asyncio.wait_for(call.wait_done(), 10)
+    assert status == 200 and not outcome.fatal and not outcome.timed_out
+    assert not await call.read()  # no body bytes ever came
+
+
 async def test_large_body_through_small_credit(php: Runner) -> None:
     r = await php("big.php", query="kb=4096")
     block = bytes(range(256)) * 32
