@@ -29,19 +29,26 @@ QUICK_DEATH_SECS = 5.0  # a worker dying sooner than this after start backs off
 
 @dataclass(slots=True)
 class Listeners:
-    """Sockets every worker inherits, by role."""
+    """Sockets the workers inherit, by role.
 
-    http: socket.socket
-    tls: socket.socket | None = None  # when TLS has its own address
+    TCP listeners are one SO_REUSEPORT socket per worker, like nginx's `reuseport`: the
+    kernel spreads new connections over them by address hash. With one shared socket the
+    first worker to wake accepted a whole burst (all ten connections of an HTTP/2 client
+    pool landed in one process while the other idled). The supervisor keeps every socket
+    open, so connections that arrive while a worker restarts wait in its socket's backlog.
+    """
+
+    http: list[socket.socket]
+    tls: list[socket.socket] = field(default_factory=list)  # when TLS has its own address
     # UDP on the TLS listener's port, one SO_REUSEPORT socket per worker: the kernel hashes
     # a client's address to one socket, so each QUIC connection stays in one process.
     quic: list[socket.socket] = field(default_factory=list)
     internal: socket.socket | None = None
 
     def roles(self, worker: int) -> dict[str, socket.socket]:
-        out = {"http": self.http}
-        if self.tls is not None:
-            out["tls"] = self.tls
+        out = {"http": self.http[worker]}
+        if self.tls:
+            out["tls"] = self.tls[worker]
         if self.quic:
             out["quic"] = self.quic[worker]
         if self.internal is not None:
@@ -49,20 +56,42 @@ class Listeners:
         return out
 
 
-def bind_tcp(addr: HostPort, option: str) -> socket.socket:
-    family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+def _tcp_socket(host: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return sock
+
+
+def bind_tcp(addr: HostPort, option: str, count: int = 1) -> list[socket.socket]:
+    """`count` listening sockets on one address (SO_REUSEPORT when more than one).
+
+    A plain bind comes first, so a port another process holds (even with SO_REUSEPORT)
+    is refused at start-up instead of silently shared; it also resolves port 0."""
+    socks: list[socket.socket] = []
+    probe = _tcp_socket(addr.host)
     try:
-        sock.bind((addr.host, addr.port))
+        probe.bind((addr.host, addr.port))
+        port = probe.getsockname()[1]
+        if count == 1:
+            socks.append(probe)
+        else:
+            probe.close()
+            for _ in range(count):
+                sock = _tcp_socket(addr.host)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                sock.bind((addr.host, port))
     except OSError as exc:
-        sock.close()
+        probe.close()
+        for sock in socks:
+            sock.close()
         raise SystemExit(
             f"php-gateway: {option}: cannot listen on {addr}: {exc.strerror}"
         ) from None
-    sock.listen(4096)
-    sock.set_inheritable(True)
-    return sock
+    for sock in socks:
+        sock.listen(4096)
+        sock.set_inheritable(True)
+    return socks
 
 
 def bind_udp(host: str, port: int) -> socket.socket:
@@ -82,17 +111,18 @@ def bind_udp(host: str, port: int) -> socket.socket:
 
 
 def bind_listeners(config: Config) -> Listeners:
-    http = bind_tcp(config.listen_addr, "--listen-addr / LISTEN_ADDR")
+    n = config.processes
+    http = bind_tcp(config.listen_addr, "--listen-addr / LISTEN_ADDR", n)
     listeners = Listeners(http=http)
-    tls_sock = http
+    tls_sock = http[0]
     if config.tls and config.tls_listen_addr is not None:
-        listeners.tls = tls_sock = bind_tcp(config.tls_listen_addr,
-                                            "--tls-listen-addr / TLS_LISTEN_ADDR")
+        listeners.tls = bind_tcp(config.tls_listen_addr, "--tls-listen-addr / TLS_LISTEN_ADDR", n)
+        tls_sock = listeners.tls[0]
     if config.tls and config.http3:
         host, port = tls_sock.getsockname()[:2]
-        listeners.quic = [bind_udp(host, port) for _ in range(config.processes)]
+        listeners.quic = [bind_udp(host, port) for _ in range(n)]
     if config.internal_addr is not None:
-        listeners.internal = bind_tcp(config.internal_addr, "--internal-addr / INTERNAL_ADDR")
+        listeners.internal = bind_tcp(config.internal_addr, "--internal-addr / INTERNAL_ADDR")[0]
     return listeners
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -249,6 +250,44 @@ def test_crashed_worker_is_restarted(tmp_path: Path, docroot: Path) -> None:
             assert curl(f"{s.url}/hello.php").stdout == b"Hello, World!"
     finally:
         s.stop()
+
+
+def test_connections_spread_over_worker_processes(tmp_path: Path, docroot: Path) -> None:
+    s = start_server(tmp_path, docroot, "--processes", "2", workers_ready=2)
+    try:
+        children = subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        # all connected before any request: a burst, as an HTTP/2 client pool opens them
+        conns = [socket.create_connection(("127.0.0.1", s.port), timeout=10) for _ in range(24)]
+        pids = []
+        for c in conns:
+            c.sendall(b"GET /pid.php HTTP/1.0\r\nHost: x\r\n\r\n")  # body ends at close
+        for c in conns:
+            data = b""
+            while chunk := c.recv(65536):
+                data += chunk
+            c.close()
+            assert data.startswith(b"HTTP/1.1 200 "), data
+            pids.append(data.partition(b"\r\n\r\n")[2].decode())
+        # one shared socket let the first worker to wake take the whole burst
+        assert set(pids) == set(children), pids
+    finally:
+        s.stop()
+
+
+def test_port_held_by_another_process_is_refused(docroot: Path) -> None:
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "gateway", "--listen-addr", f"127.0.0.1:{port}",
+             "--document-root", str(docroot), "--processes", "2"],
+            capture_output=True, timeout=30, cwd=REPO,
+        )
+    assert r.returncode != 0
+    assert f"--listen-addr / LISTEN_ADDR: cannot listen on 127.0.0.1:{port}".encode() in r.stderr
 
 
 def test_graceful_drain_finishes_in_flight(tmp_path: Path, docroot: Path) -> None:
