@@ -299,8 +299,10 @@ OPTIONS: tuple[Option, ...] = (
            "plain HTTP and this one serves TLS, like nginx `listen 80; listen 443 ssl`.",
            "nginx `listen 443 ssl; listen 443 quic`", default_doc="empty"),
     Option("PROCESSES", "processes", "1", _integer(1),
-           "Worker processes, each with its own event loop and PHP thread pool; a crashed one "
-           "is restarted while the others keep serving.", "nginx `worker_processes`"),
+           "Worker processes, each with its own event loop, PHP thread pool and SO_REUSEPORT "
+           "listening sockets (the kernel spreads connections over them); a crashed one is "
+           "restarted while the others keep serving.",
+           "nginx `worker_processes` + `listen ... reuseport`"),
     Option("PHP_WORKERS", "php_workers", "0", _integer(0),
            "PHP threads in total across all processes (split evenly); 0 = CPU count. Must be "
            ">= PROCESSES.", "tokio_php PHP_WORKERS; php-fpm `pm.max_children`",
