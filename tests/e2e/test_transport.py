@@ -73,16 +73,18 @@ def plain(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-def tls(server_ssl: ssl.SSLContext) -> Iterator[ServerThread]:
-    server = ServerThread(TransportApp(), SETTINGS, server_ssl).start()
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def tls(request: pytest.FixtureRequest, server_ssl: ssl.SSLContext) -> Iterator[ServerThread]:
+    settings = ServerSettings(**{**_fields(SETTINGS), "http1_parser": request.param})
+    server = ServerThread(TransportApp(), settings, server_ssl).start()
     yield server
     server.stop()
 
 
-@pytest.fixture
-def fresh() -> Iterator[ServerThread]:
-    server = ServerThread(TransportApp(), SETTINGS).start()
+@pytest.fixture(params=["httptools", "h11"])
+def fresh(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
+    settings = ServerSettings(**{**_fields(SETTINGS), "http1_parser": request.param})
+    server = ServerThread(TransportApp(), settings).start()
     yield server
     server.stop()
 
