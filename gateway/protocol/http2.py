@@ -319,9 +319,15 @@ class Http2Connection:
             raise RuntimeError("response body longer than its content-length")
         size = min(len(data), self.sendable(stream_id))
         if size:
-            self._h2.send_data(stream_id, data[:size] if size < len(data) else data)
+            # the bytes that complete a declared content-length carry END_STREAM themselves:
+            # no empty DATA frame (and no second pass through h2) for end_stream()
+            last = size == stream.send_remaining
+            self._h2.send_data(stream_id, data[:size] if size < len(data) else data,
+                               end_stream=last)
             if stream.send_remaining >= 0:
                 stream.send_remaining -= size
+            if last:
+                stream.done = True
         return size
 
     def end_stream(self, stream_id: int) -> None:

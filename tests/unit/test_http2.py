@@ -10,7 +10,7 @@ import h2.errors
 import h2.events
 import h2.settings
 import pytest
-from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
+from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
 from gateway.protocol.events import Body, EndBody, ProtocolError, Request, StreamReset
 from gateway.protocol.http1 import H1Connection, SwitchToH2
@@ -340,6 +340,19 @@ def test_peer_goaway_and_protocol_errors_close() -> None:
     assert closed[0].error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
     goaway = [f for f in frames(server.data_to_send()) if isinstance(f, GoAwayFrame)]
     assert goaway and goaway[0].error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR
+
+
+def test_body_completing_its_content_length_carries_end_stream() -> None:
+    server, client = connect()
+    client.send_headers(1, GET, end_stream=True)
+    to_server(server, client)
+    server.send_response(1, 200, [(b"content-length", b"5")])
+    assert server.send_data(1, b"hel") == 3
+    assert server.send_data(1, b"lo") == 2
+    server.end_stream(1)  # already ended by the last DATA frame: sends nothing more
+    data_frames = [f for f in frames(server.data_to_send()) if isinstance(f, DataFrame)]
+    assert [(f.data, "END_STREAM" in f.flags) for f in data_frames] == [
+        (b"hel", False), (b"lo", True)]
 
 
 def test_responses_after_a_peer_goaway_are_dropped_quietly() -> None:
