@@ -29,7 +29,7 @@ import h2.settings
 from hyperframe.frame import GoAwayFrame
 
 from gateway.protocol.events import Body, EndBody, Headers, Request, StreamReset
-from gateway.protocol.request_fields import split_request_fields
+from gateway.protocol.request_fields import malformed_h2_request, split_request_fields
 from gateway.protocol.response_headers import STATUS, ResponseDefaults, response_fields
 
 STREAM_WINDOW: Final = 65535  # the protocol default: peers may send it before our SETTINGS
@@ -89,9 +89,12 @@ class Http2Connection:
     ) -> None:
         # Outbound fields are checked once, by response_fields (lower-case tokens, no CR/LF/NUL,
         # no connection-specific fields): h2's second pass over them costs ~10% of a request.
+        # Inbound sections are checked by malformed_h2_request in one regex pass (h2's walk
+        # over every byte cost ~13 µs a request); cookie crumbs are joined by the splitter.
         config = h2.config.H2Configuration(
             client_side=False, header_encoding=None,
             validate_outbound_headers=False, normalize_outbound_headers=False,
+            validate_inbound_headers=False, normalize_inbound_headers=False,
         )
         conn = h2.connection.H2Connection(config)
         codes = h2.settings.SettingCodes
@@ -190,8 +193,11 @@ class Http2Connection:
         ):
             self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
             return
+        malformed = malformed_h2_request(event.headers)
+        if malformed is not None:  # RFC 9113 §8.1.1: a stream error, the others go on
+            self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
+            return
         self.streams_opened += 1
-        # h2 has refused bad pseudo-headers and a Host differing from :authority already
         fields = split_request_fields(event.headers)
         method = fields.pseudo.get(b":method", b"")
         path = fields.pseudo.get(b":path", b"")

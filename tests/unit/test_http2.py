@@ -284,6 +284,52 @@ def test_response_header_checks() -> None:
         server.end_stream(3)
 
 
+MALFORMED = [
+    [*GET, (b"X-Upper", b"1")],
+    [*GET, (b"bad name", b"1")],
+    [*GET, (b"x-colon:", b"1")],
+    [*GET, (b"", b"1")],
+    [*GET, (b"connection", b"keep-alive")],
+    [*GET, (b"transfer-encoding", b"chunked")],
+    [*GET, (b"te", b"gzip")],
+    [*GET, (b"x-nul", b"a\x00b")],
+    [*GET, (b"x-lf", b"a\nb")],
+    [*GET, (b"x-space", b" padded")],
+    [*GET, (b"x-tab", b"padded\t")],
+    [*GET, (b"host", b"other.test")],  # differs from :authority
+    [(b":method", b"GET"), (b"x-a", b"1"), (b":path", b"/"), (b":scheme", b"https"),
+     (b":authority", b"a")],  # pseudo-header after a regular field
+    [*GET, (b":method", b"POST")],  # repeated
+    [*GET, (b":protocol", b"websocket")],  # extended CONNECT is not offered
+    [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"a")],  # no :path
+    [(b":method", b"GET"), (b":path", b""), (b":scheme", b"https"), (b":authority", b"a")],
+    [(b":method", b"GET"), (b":path", b"/"), (b":scheme", b"https")],  # no authority, no host
+    [(b":path", b"/"), (b":scheme", b"https"), (b":authority", b"a")],  # no :method
+]
+
+
+@pytest.mark.parametrize("fields", MALFORMED)
+def test_malformed_request_resets_only_its_stream(fields: list[tuple[bytes, bytes]]) -> None:
+    server = Http2Connection(defaults=ResponseDefaults(date=DATE))
+    server.initiate()
+    raw = h2.connection.H2Connection(h2.config.H2Configuration(  # sends what it is given
+        client_side=True, header_encoding=None, validate_outbound_headers=False,
+        normalize_outbound_headers=False))
+    raw.initiate_connection()
+    server.receive_data(raw.data_to_send())
+    raw.receive_data(server.data_to_send())
+    server.data_to_send()
+    raw.send_headers(1, fields, end_stream=True)
+    raw.send_headers(3, GET, end_stream=True)
+    events = server.receive_data(raw.data_to_send())
+    assert [type(e) for e in events] == [Request, EndBody]  # only stream 3 reaches the app
+    assert events[0].stream_id == 3
+    resets = [f for f in frames(server.data_to_send()) if isinstance(f, RstStreamFrame)]
+    assert [(f.stream_id, f.error_code) for f in resets] == [
+        (1, h2.errors.ErrorCodes.PROTOCOL_ERROR)]
+    assert not server.closed
+
+
 def test_connect_is_refused() -> None:
     server, client = connect()
     client.send_headers(1, [(b":method", b"CONNECT"), (b":authority", b"example.test:443")])
