@@ -325,6 +325,16 @@ def test_tls_versions_negotiate_h2_by_alpn(tls_server: Server, certs: dict[str, 
     assert (s["HTTPS"], s["REQUEST_SCHEME"], s["SERVER_PROTOCOL"]) == ("on", "https", "HTTP/2.0")
 
 
+def test_tls_suite_follows_the_clients_preference(tls_server: Server,
+                                                  certs: dict[str, str]) -> None:
+    for suites in ["TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384",
+                   "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256"]:
+        r = curl("-v", "--cacert", certs["ca"], "--tls13-ciphers", suites,
+                 f"{tls_server.url}/hello.php")
+        assert r.stdout == b"Hello, World!"
+        assert f"TLSv1.3 / {suites.partition(':')[0]}".encode() in r.stderr, r.stderr
+
+
 def test_tls_below_1_2_is_refused(tls_server: Server, certs: dict[str, str]) -> None:
     r = subprocess.run(["curl", "-sS", "--cacert", certs["ca"], "--tlsv1.1", "--tls-max", "1.1",
                         f"{tls_server.url}/hello.php"], capture_output=True, timeout=20)
