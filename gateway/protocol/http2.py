@@ -318,7 +318,7 @@ class Http2Connection:
             return 0
         return max(0, min(window, self._h2.max_outbound_frame_size))
 
-    def send_data(self, stream_id: int, data: bytes) -> int:
+    def send_data(self, stream_id: int, data: bytes | memoryview) -> int:
         """Queue as much of data as the windows allow; return how many bytes were taken."""
         stream = self._streams[stream_id]
         if stream.done or self.closed:

@@ -75,8 +75,10 @@ class H2Context(RequestBody):
     async def send_data(self, data: bytes) -> None:
         proto = self._proto
         conn = proto.conn
-        while data and not self.disconnected.is_set():
-            taken = conn.send_data(self.stream_id, data)
+        # a large body leaves in 16 KiB frames: slices of a view copy nothing
+        rest: bytes | memoryview = memoryview(data) if len(data) > 16384 else data
+        while rest and not self.disconnected.is_set():
+            taken = conn.send_data(self.stream_id, rest)
             if taken:
                 # frames of many streams leave together, in one TLS write and syscall
                 proto.unflushed += taken
@@ -84,7 +86,7 @@ class H2Context(RequestBody):
                     proto.flush()
                 else:
                     proto.flush_soon()
-                data = data[taken:] if taken < len(data) else b""
+                rest = rest[taken:] if taken < len(rest) else b""
                 if proto.write_paused:
                     await proto.wait_writable()
             else:
