@@ -341,6 +341,63 @@ def test_tls_below_1_2_is_refused(tls_server: Server, certs: dict[str, str]) -> 
     assert r.returncode != 0 and r.stdout == b""
 
 
+def _h2_client(port: int, ca: str) -> tuple[ssl.SSLSocket, Any]:
+    import h2.config
+    import h2.connection
+
+    ctx = ssl.create_default_context(cafile=ca)
+    ctx.set_alpn_protocols(["h2"])
+    sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=20),
+                           server_hostname="127.0.0.1")
+    conn = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    return sock, conn
+
+
+def test_rapid_reset_does_not_tie_up_php(tls_server: Server, certs: dict[str, str]) -> None:
+    """CVE-2023-44487: 120 requests for a 5 s script, each reset at once, cost the pool
+    nothing (the server has 2 PHP threads): a request on another connection is answered
+    at once, and the flood ends with GOAWAY(ENHANCE_YOUR_CALM) past 100 resets."""
+    import h2.errors
+    import h2.events
+
+    def fields(path: bytes) -> list[tuple[bytes, bytes]]:
+        return [(b":method", b"GET"), (b":path", path), (b":scheme", b"https"),
+                (b":authority", b"127.0.0.1")]
+
+    flood, attacker = _h2_client(tls_server.port, certs["ca"])
+    for _ in range(120):
+        stream_id = attacker.get_next_available_stream_id()
+        attacker.send_headers(stream_id, fields(b"/sleep.php?s=5"), end_stream=True)
+        attacker.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+    flood.sendall(attacker.data_to_send())
+    sock, client = _h2_client(tls_server.port, certs["ca"])
+    t0 = time.monotonic()
+    client.send_headers(1, fields(b"/hello.php"), end_stream=True)
+    sock.sendall(client.data_to_send())
+    body, ended = b"", False
+    while not ended:
+        data = sock.recv(65536)
+        assert data, "connection closed before the answer"
+        for event in client.receive_data(data):
+            if isinstance(event, h2.events.DataReceived):
+                body += event.data
+                client.acknowledge_received_data(event.flow_controlled_length, 1)
+            ended = ended or isinstance(event, h2.events.StreamEnded)
+        sock.sendall(client.data_to_send())
+    assert body == b"Hello, World!"
+    assert time.monotonic() - t0 < 2.0  # not behind 120 five-second scripts
+    sock.close()
+    goaway = None
+    while goaway is None and (data := flood.recv(65536)):
+        goaway = next((e for e in attacker.receive_data(data)
+                       if isinstance(e, h2.events.ConnectionTerminated)), None)
+    flood.close()
+    assert goaway is not None and goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+
+
 def test_h2c_prior_knowledge_and_upgrade(server: Server) -> None:
     r = curl("--http2-prior-knowledge", f"{server.url}/server.php")
     assert server_vars(r.stdout)["SERVER_PROTOCOL"] == "HTTP/2.0"
