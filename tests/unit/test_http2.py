@@ -476,3 +476,19 @@ def test_bad_upgrade_settings_close() -> None:
     events = server.initiate_upgrade(b"%%%not base64", request)
     assert len(events) == 1 and isinstance(events[0], ConnectionClosed)
     assert not isinstance(events[0], ProtocolError)
+
+
+def test_frame_repr_text_is_unchanged_by_the_short_cut() -> None:
+    import binascii
+
+    from gateway.protocol.http2 import _short_data_repr
+
+    def hyperframe_original(data: bytes | None) -> str:
+        if not data:
+            return "None"
+        r = binascii.hexlify(data).decode("ascii")
+        return "<hex:" + (r[:20] + "..." if len(r) > 20 else r) + ">"
+
+    for data in [None, b"", *(bytes(range(n)) for n in range(0, 30)), b"\xff" * 10_000]:
+        assert _short_data_repr(data) == hyperframe_original(data)
+    assert "<hex:" in repr(DataFrame(1, data=b"x" * 10_000))
