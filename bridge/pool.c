@@ -191,8 +191,10 @@ static int64_t submit(const pg_request *req, const char *body, size_t body_len,
     pthread_mutex_lock(&P.mu);
     P.queue[(P.qhead + P.qlen) % P.qcap] = idx;
     P.qlen++;
-    pthread_cond_signal(&P.work_cv);
     pthread_mutex_unlock(&P.mu);
+    /* Signalled after the unlock: a thread woken (and scheduled at once, on a busy core)
+     * must not find the queue's lock still held by the event loop it just preempted. */
+    pthread_cond_signal(&P.work_cv);
     return handle;
 }
 
