@@ -27,6 +27,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
 import hyperframe.frame
 from hyperframe.frame import GoAwayFrame
 
@@ -51,6 +52,9 @@ def _short_data_repr(data: bytes | None) -> str:
 
 hyperframe.frame._raw_data_repr = _short_data_repr
 
+_SERVER_OPEN: Final = h2.connection.ConnectionState.SERVER_OPEN
+_SENDING_STATES: Final = frozenset((h2.stream.StreamState.OPEN,
+                                    h2.stream.StreamState.HALF_CLOSED_REMOTE))
 STREAM_WINDOW: Final = 65535  # the protocol default: peers may send it before our SETTINGS
 CONNECTION_WINDOW: Final = 16 * STREAM_WINDOW
 _UPGRADE_HEADERS: Final = frozenset((b"connection", b"upgrade", b"http2-settings"))
@@ -343,6 +347,9 @@ class Http2Connection:
             return len(data)  # HEAD/204/304, reset or connection over: the body is discarded
         if stream.send_remaining >= 0 and len(data) > stream.send_remaining:
             raise RuntimeError("response body longer than its content-length")
+        bulk = self._send_bulk(stream_id, stream, data)
+        if bulk:
+            return bulk
         size = min(len(data), self.sendable(stream_id))
         if size:
             # the bytes that complete a declared content-length carry END_STREAM themselves:
@@ -354,6 +361,36 @@ class Http2Connection:
                 stream.send_remaining -= size
             if last:
                 stream.done = True
+        return size
+
+    def _send_bulk(self, stream_id: int, stream: _Stream, data: bytes | memoryview) -> int:
+        """Frame the full-size DATA frames of a large body here, bypassing h2's per-frame
+        path (state machines, hyperframe objects, a copy each: ~10 µs a 16 KiB frame), and
+        book the bytes against h2's flow-control windows as its send_data would. The last
+        frame, which may carry END_STREAM, and every frame of an unusual state go through
+        h2. Returns the bytes taken, 0 when h2 should send instead."""
+        h2conn = self._h2
+        frame = h2conn.max_outbound_frame_size
+        if len(data) <= frame or h2conn.state_machine.state is not _SERVER_OPEN:
+            return 0
+        h2stream = h2conn.streams.get(stream_id)
+        if h2stream is None or h2stream.state_machine.state not in _SENDING_STATES:
+            return 0
+        window = min(h2conn.outbound_flow_control_window, h2stream.outbound_flow_control_window)
+        size = min(len(data), window) // frame * frame
+        if size == len(data) and size == stream.send_remaining:
+            size -= frame  # the last frame ends the stream: h2 sends it
+        if size <= 0:
+            return 0
+        head = (frame << 48 | stream_id).to_bytes(9, "big")  # length, DATA, no flags, stream
+        parts: list[bytes | memoryview] = [self._pending, h2conn.data_to_send()]  # h2's first
+        for start in range(0, size, frame):
+            parts += (head, data[start : start + frame])
+        self._pending = b"".join(parts)
+        h2conn.outbound_flow_control_window -= size
+        h2stream.outbound_flow_control_window -= size
+        if stream.send_remaining >= 0:
+            stream.send_remaining -= size
         return size
 
     def end_stream(self, stream_id: int) -> None:

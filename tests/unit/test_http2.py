@@ -492,3 +492,59 @@ def test_frame_repr_text_is_unchanged_by_the_short_cut() -> None:
     for data in [None, b"", *(bytes(range(n)) for n in range(0, 30)), b"\xff" * 10_000]:
         assert _short_data_repr(data) == hyperframe_original(data)
     assert "<hex:" in repr(DataFrame(1, data=b"x" * 10_000))
+
+
+def _big_client(window: int) -> tuple[Http2Connection, h2.connection.H2Connection]:
+    server, client = connect()
+    client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+    if window > 65535:
+        client.increment_flow_control_window(window - 65535)
+    to_server(server, client)
+    to_client(server, client)
+    return server, client
+
+
+@pytest.mark.parametrize("declared", [True, False])
+@pytest.mark.parametrize("bulk", [True, False])
+def test_large_bodies_arrive_whole_and_book_the_same_windows(
+    declared: bool, bulk: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bulk DATA path against h2's own, frame by frame: same bytes, same windows."""
+    if not bulk:
+        monkeypatch.setattr(Http2Connection, "_send_bulk", lambda *args: 0)
+    body = bytes(range(256)) * 400 + b"tail"  # 102,404 bytes: six full frames and a piece
+    server, client = _big_client(1 << 20)
+    client.send_headers(1, GET, end_stream=True)
+    to_server(server, client)
+    length = [(b"content-length", str(len(body)).encode())] if declared else []
+    server.send_response(1, 200, length)
+    view, sent = memoryview(body), 0
+    while sent < len(body):
+        taken = server.send_data(1, view[sent:])
+        assert taken > 0
+        sent += taken
+    server.end_stream(1)
+    received, ended = b"", False
+    for event in to_client(server, client):
+        if isinstance(event, h2.events.DataReceived):
+            received += event.data
+        ended = ended or isinstance(event, h2.events.StreamEnded)
+    assert received == body and ended
+    assert server._h2.outbound_flow_control_window == (1 << 20) - len(body)
+    assert client.inbound_flow_control_window == (1 << 20) - len(body)
+
+
+def test_bulk_frames_stop_at_the_peer_window() -> None:
+    server, client = _big_client(65535)  # the protocol's default windows
+    client.send_headers(1, GET, end_stream=True)
+    to_server(server, client)
+    server.send_response(1, 200, [(b"content-length", b"200000")])
+    body = b"z" * 200_000
+    taken = server.send_data(1, body)
+    assert 0 < taken <= 65535
+    while (more := server.send_data(1, body[taken:])) > 0:
+        taken += more
+    assert taken == 65535  # exactly the window: then the caller waits for WINDOW_UPDATE
+    received = sum(len(e.data) for e in to_client(server, client)
+                   if isinstance(e, h2.events.DataReceived))
+    assert received == 65535
