@@ -221,6 +221,15 @@ def test_request_timeout_answers_504(tmp_path: Path, docroot: Path) -> None:
         s.stop()
 
 
+def test_installed_command_refuses_a_bad_value(docroot: Path) -> None:
+    """The `php-gateway` console script itself (what `make serve` and the image run)."""
+    command = Path(sys.executable).parent / "php-gateway"
+    out = subprocess.run([str(command), "--document-root", str(docroot), "--listen-addr", "8080"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2
+    assert "--listen-addr / LISTEN_ADDR" in out.stderr and "host:port" in out.stderr
+
+
 def test_bad_config_value_names_the_option(docroot: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "gateway", "--document-root", str(docroot),
                           "--php-workers", "many"], capture_output=True, text=True, cwd=REPO,

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -143,6 +144,33 @@ def test_plain_listener_beside_tls_advertises_h3(tmp_path: Path, docroot: Path,
             assert f'alt-svc: h3=":{tls_port}"'.encode() in r.stdout.lower(), r.stdout
     finally:
         s.stop()
+
+
+def test_sigterm_drains_http3(tmp_path: Path, docroot: Path, certs: dict[str, str]) -> None:
+    """SIGTERM on the real server: the PHP request in flight over HTTP/3 completes, then
+    the QUIC connection is closed (after GOAWAY) and the server exits cleanly."""
+    s = start_server(tmp_path, docroot, tls=(certs["cert"], certs["key"]))
+
+    async def run() -> tuple[int, bytes, bool]:
+        async with h3_client(s.port, certs["ca"]) as client:
+            _, pending = client.start_request("GET", "/sleep.php?s=1")
+            await asyncio.sleep(0.3)  # the script is running
+            s.proc.send_signal(signal.SIGTERM)
+            reply = await asyncio.wait_for(pending, 15)
+            for _ in range(200):
+                if client.terminated is not None:
+                    break
+                await asyncio.sleep(0.05)
+            return reply.status, reply.body, client.terminated is not None
+
+    try:
+        status, body, closed = asyncio.run(run())
+        assert (status, body) == (200, b"slept 1")
+        assert closed, "the server did not close the QUIC connection after draining"
+        assert s.proc.wait(20) == 0
+    finally:
+        if s.proc.poll() is None:
+            s.stop()
 
 
 def test_http3_can_be_switched_off(tmp_path: Path, docroot: Path, certs: dict[str, str]) -> None:
