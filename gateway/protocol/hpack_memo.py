@@ -1,4 +1,4 @@
-"""An HPACK decoder for h2 that remembers header blocks it has decoded.
+"""An HPACK decoder and encoder for h2 that remember the header blocks they have coded.
 
 Clients repeat themselves: after its first request, a browser or a load generator sends
 each new request's header section as nearly the same bytes, indexed references plus a few
@@ -11,13 +11,17 @@ only of such representations leaves the table as it found it. So a block is reme
 together with the table's version (bumped by every insertion and every resize), and the
 same bytes met again at the same version give the same fields without decoding. Blocks
 that insert or resize are decoded every time. The memo belongs to one connection.
+
+Responses repeat too: the same header list (status, type, length, date within its second)
+encodes, once its fields are in the table, to the same indexed references, again without
+changing the table; `MemoEncoder` keeps such blocks the same way, keyed by the list.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from hpack import Decoder, HeaderTuple
+from hpack import Decoder, Encoder, HeaderTuple
 from hpack.table import HeaderTable
 
 MEMO_ENTRIES: Final = 16  # distinct request sections remembered per connection
@@ -81,4 +85,38 @@ class MemoDecoder(Decoder):
         return headers
 
 
-__all__ = ["HeaderTuple", "MemoDecoder"]
+class MemoEncoder(Encoder):
+    """hpack's Encoder with a per-connection memo of table-neutral header lists."""
+
+    def __init__(self, like: Encoder | None = None) -> None:
+        super().__init__()
+        self.header_table = _VersionedTable()
+        if like is not None:  # a size h2 set already, still to be announced
+            self.header_table.maxsize = like.header_table.maxsize
+            self.header_table.resized = like.header_table.resized
+        self._memo: dict[tuple[tuple[Any, ...], bool], tuple[int, bytes]] = {}
+
+    def encode(self, headers: Any, huffman: bool = True) -> bytes:
+        table = self.header_table
+        assert isinstance(table, _VersionedTable)
+        if table.resized or isinstance(headers, dict):
+            return super().encode(headers, huffman)  # a size update leads this block
+        fields = tuple(headers)
+        # plain (name, value) pairs only: a HeaderTuple or a third item may ask never-indexed
+        if any(type(field) is not tuple or len(field) != 2 for field in fields):
+            return super().encode(fields, huffman)
+        key = (fields, huffman)
+        hit = self._memo.get(key)
+        if hit is not None and hit[0] == table.version:
+            return hit[1]
+        version = table.version
+        encoded = super().encode(fields, huffman)
+        if table.version == version:
+            memo = self._memo
+            if key not in memo and len(memo) >= MEMO_ENTRIES:
+                del memo[next(iter(memo))]
+            memo[key] = (version, encoded)
+        return encoded
+
+
+__all__ = ["HeaderTuple", "MemoDecoder", "MemoEncoder"]

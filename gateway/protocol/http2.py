@@ -32,7 +32,7 @@ import hyperframe.frame
 from hyperframe.frame import GoAwayFrame
 
 from gateway.protocol.events import Body, EndBody, Headers, Request, StreamReset
-from gateway.protocol.hpack_memo import MemoDecoder
+from gateway.protocol.hpack_memo import MemoDecoder, MemoEncoder
 from gateway.protocol.request_fields import malformed_h2_request, split_request_fields
 from gateway.protocol.response_headers import STATUS, ResponseDefaults, response_fields
 
@@ -130,6 +130,7 @@ class Http2Connection:
             },
         )
         conn.decoder = MemoDecoder(like=conn.decoder)  # see gateway/protocol/hpack_memo.py
+        conn.encoder = MemoEncoder(like=conn.encoder)
         # h2 only applies the header-list limit to its decoder once the peer ACKs: apply it now
         conn.decoder.max_header_list_size = max_header_list_size
         self._h2 = conn

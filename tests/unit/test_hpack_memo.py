@@ -71,3 +71,32 @@ def test_memo_respects_a_lowered_header_list_limit() -> None:
     except hpack.OversizedHeaderListError:
         return
     raise AssertionError("an oversized list was served from the memo")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(step, min_size=1, max_size=30), st.data())
+def test_memo_encoder_emits_hpacks_bytes(steps: list[object], data: st.DataObject) -> None:
+    """Byte for byte what hpack's Encoder emits, repeats and table resizes included."""
+    from gateway.protocol.hpack_memo import MemoEncoder
+
+    reference, memo = hpack.Encoder(), MemoEncoder()
+    lists: list[list[tuple[bytes, bytes]]] = []
+    for s in steps:
+        if isinstance(s, int):
+            reference.header_table_size = memo.header_table_size = s
+            continue
+        lists.append([(n, v) for n, v, _ in s])
+        for fields in (lists[-1], data.draw(st.sampled_from(lists)), lists[-1]):
+            assert memo.encode(fields) == reference.encode(fields)
+
+
+def test_memo_encoder_leaves_sensitive_fields_to_hpack() -> None:
+    from gateway.protocol.hpack_memo import MemoEncoder
+
+    encoder, decoder = MemoEncoder(), hpack.Decoder()
+    fields = [(b"set-cookie", b"sid=1", True)]
+    for _ in range(3):
+        decoded = decoder.decode(encoder.encode(fields), raw=True)
+        assert decoded == [(b"set-cookie", b"sid=1")]
+        assert isinstance(decoded[0], hpack.NeverIndexedHeaderTuple)
+    assert encoder._memo == {}
