@@ -367,7 +367,9 @@ OPTIONS: tuple[Option, ...] = (
            "nginx `set_real_ip_from` + `real_ip_header`", default_doc="empty"),
     Option("TLS_CERT", "tls_cert", "", _optional_file,
            "PEM certificate chain; set together with TLS_KEY to enable HTTPS, HTTP/2 and "
-           "HTTP/3.", "tokio_php TLS_CERT; nginx `ssl_certificate`", default_doc="empty"),
+           "HTTP/3. The pair is loaded at start-up: an unusable one stops it. The client's "
+           "cipher order wins (nginx's default).", "tokio_php TLS_CERT; nginx "
+           "`ssl_certificate`", default_doc="empty"),
     Option("TLS_KEY", "tls_key", "", _optional_file,
            "PEM private key for TLS_CERT.", "tokio_php TLS_KEY; nginx `ssl_certificate_key`",
            default_doc="empty"),
