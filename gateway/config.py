@@ -592,12 +592,14 @@ _H3_STREAM_WINDOW = 256 * 1024  # gateway.protocol.http3.STREAM_WINDOW (kept imp
 
 
 def _check_tls_files(cert: Path, key: Path) -> None:
-    """Load the pair once here, so a bad file stops start-up instead of every worker."""
+    """Build the workers' TLS context once here, so a bad file stops start-up instead of
+    every worker."""
     import ssl
 
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    from gateway.server.tls import create_ssl_context
+
     try:
-        context.load_cert_chain(cert, key)
+        create_ssl_context(cert, key)
     except ssl.SSLError as exc:
         raise ConfigError("TLS_CERT", f"{cert} and TLS_KEY {key} are not a usable PEM "
                                       f"certificate and matching private key ({exc.reason or exc})"

@@ -28,6 +28,13 @@ MEMO_ENTRIES: Final = 16  # distinct request sections remembered per connection
 MEMO_MAX_BLOCK: Final = 4096  # bytes: larger blocks are decoded every time
 
 
+def _remember(memo: dict[Any, Any], key: Any, entry: Any) -> None:
+    """Store in a memo of at most MEMO_ENTRIES, dropping the oldest entry when full."""
+    if key not in memo and len(memo) >= MEMO_ENTRIES:
+        del memo[next(iter(memo))]
+    memo[key] = entry
+
+
 class _VersionedTable(HeaderTable):
     """hpack's dynamic table, counting the changes that can alter a decoding."""
 
@@ -77,11 +84,8 @@ class MemoDecoder(Decoder):
         version = table.version
         headers = super().decode(data, raw)
         if raw and table.version == version and len(key) <= MEMO_MAX_BLOCK:
-            memo = self._memo
-            if key not in memo and len(memo) >= MEMO_ENTRIES:
-                del memo[next(iter(memo))]  # the oldest
             size = sum(32 + len(name) + len(value) for name, value in headers)
-            memo[key] = (version, size, list(headers))
+            _remember(self._memo, key, (version, size, list(headers)))
         return headers
 
 
@@ -112,10 +116,7 @@ class MemoEncoder(Encoder):
         version = table.version
         encoded = super().encode(fields, huffman)
         if table.version == version:
-            memo = self._memo
-            if key not in memo and len(memo) >= MEMO_ENTRIES:
-                del memo[next(iter(memo))]
-            memo[key] = (version, encoded)
+            _remember(self._memo, key, (version, encoded))
         return encoded
 
 

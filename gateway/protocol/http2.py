@@ -377,8 +377,7 @@ class Http2Connection:
         h2stream = h2conn.streams.get(stream_id)
         if h2stream is None or h2stream.state_machine.state not in _SENDING_STATES:
             return 0
-        window = min(h2conn.outbound_flow_control_window, h2stream.outbound_flow_control_window)
-        size = min(len(data), window) // frame * frame
+        size = min(len(data), h2conn.local_flow_control_window(stream_id)) // frame * frame
         if size == len(data) and size == stream.send_remaining:
             size -= frame  # the last frame ends the stream: h2 sends it
         if size <= 0:

@@ -323,6 +323,13 @@ def test_unusable_tls_files_are_refused_at_start_up(files: dict[str, Path], brok
     assert "not a usable PEM certificate and matching private key" in str(info.value)
 
 
+def test_http3_stream_window_copy_matches_the_adapter() -> None:
+    from gateway.config import _H3_STREAM_WINDOW
+    from gateway.protocol.http3 import STREAM_WINDOW
+
+    assert _H3_STREAM_WINDOW == STREAM_WINDOW  # config keeps a copy to stay free of aioquic
+
+
 def test_http3_needs_header_lists_that_fit_a_stream_window(files: dict[str, Path]) -> None:
     tls = {"TLS_CERT": str(files["cert"]), "TLS_KEY": str(files["key"])}
     with pytest.raises(ConfigError) as info:
