@@ -3,13 +3,17 @@
  * A pool of ZTS PHP request threads created in C. Python submits a request (all strings
  * copied here), streams the request body in, and drains response events (headers, body
  * chunks, end) after an eventfd wakes its loop. No Python code ever runs on a PHP thread.
- * Kept free of PHP headers so cffi can parse it (gateway/php/build.py mirrors it).
+ * gateway/php/build.py hands the lines between the two cffi markers to cffi's cdef as they
+ * are: cffi runs no preprocessor, so keep them to plain declarations and #define NAME
+ * <integer literal>, with no #include, #if or PHP header.
  */
 #ifndef PHP_GATEWAY_BRIDGE_H
 #define PHP_GATEWAY_BRIDGE_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+/* ---- cffi declarations begin ---- */
 
 typedef struct pg_config {
     int threads;                  /* PHP request threads */
@@ -21,30 +25,13 @@ typedef struct pg_config {
     size_t thread_stack_bytes;    /* stack of each PHP thread */
 } pg_config;
 
-typedef struct pg_request {
-    const char *method;
-    const char *request_uri;
-    const char *query_string;
-    const char *script_filename;
-    const char *content_type;     /* NULL when the request has none */
-    int64_t content_length;       /* -1 when unknown (chunked, h2/h3 without it) */
-    const char *cookie;           /* Cookie header(s) joined with "; ", or NULL */
-    const char *authorization;    /* Authorization header, or NULL */
-    int proto_num;                /* 1000 = HTTP/1.0, 1001 = HTTP/1.1, 2000, 3000 */
-    double request_time;          /* seconds since the epoch, when the request arrived */
-    const char *vars;             /* CGI variables: name \0 value \0 ... */
-    size_t vars_len;
-    const char *headers;          /* request headers as received: name \0 value \0 ... */
-    size_t headers_len;
-} pg_request;
-
 /* Event types delivered by pg_poll. */
 #define PG_EV_HEADERS    1  /* code = status; data = "Name: value\0" lines */
 #define PG_EV_BODY       2  /* data = body bytes; pg_ack() them once written out */
 #define PG_EV_FINISH     3  /* the response is complete (fastcgi_finish_request or script end) */
 #define PG_EV_BODY_SPACE 4  /* PHP consumed request body; pg_body_write may take more */
 #define PG_EV_LOG        5  /* code = syslog level; data = message */
-#define PG_EV_DONE       6  /* the thread is done with the request; code = exit status; then pg_release */
+#define PG_EV_DONE       6  /* the thread is done with the request; code = exit status */
 
 /* Flags of PG_EV_DONE. */
 #define PG_DONE_FATAL      1  /* ended by a fatal error (error, uncaught exception, limits) */
@@ -71,18 +58,23 @@ typedef struct pg_stats {
     uint64_t rejected;    /* refused as overloaded */
 } pg_stats;
 
-#define PG_OVERLOADED (-1)
-#define PG_STOPPED    (-2)
+/* pg_submit_args refusals; cffi takes no parentheses here. */
+#define PG_OVERLOADED -1
+#define PG_STOPPED    -2
 
 /* Starts PHP (module startup on a main thread) and the request threads. 0 on success. */
 int pg_start(const pg_config *cfg, char *err, size_t errlen);
 /* The eventfd that becomes readable when events are waiting. */
 int pg_event_fd(void);
-/* Copies the request and queues it: a handle >= 0, PG_OVERLOADED or PG_STOPPED. */
-int64_t pg_submit(const pg_request *req);
-/* The same with the fields as arguments (cheaper from cffi: no struct to build).
- * body/body_len: request body bytes already received (copied); body_complete says no
- * more will follow, so no pg_body_write is needed at all. */
+/* Copies the request and queues it: a handle >= 0, PG_OVERLOADED or PG_STOPPED. The fields
+ * come as arguments, not a struct, because that is cheaper from cffi:
+ *   content_type, cookie (joined with "; "), authorization: NULL when absent
+ *   content_length: -1 when unknown (chunked, h2/h3 without it)
+ *   proto_num: 1000 = HTTP/1.0, 1001 = HTTP/1.1, 2000, 3000
+ *   request_time: seconds since the epoch, when the request arrived
+ *   vars (CGI variables), headers (as received): name \0 value \0 ...
+ *   body/body_len: request body bytes already received (copied); body_complete says no
+ *   more will follow, so no pg_body_write is needed at all. */
 int64_t pg_submit_args(const char *method, const char *request_uri, const char *query_string,
                        const char *script_filename, const char *content_type,
                        int64_t content_length, const char *cookie, const char *authorization,
@@ -106,5 +98,7 @@ void pg_get_stats(pg_stats *out);
 /* Finishes running requests, stops the threads and shuts PHP down. */
 void pg_stop(void);
 const char *pg_php_version(void);
+
+/* ---- cffi declarations end ---- */
 
 #endif

@@ -1,4 +1,5 @@
-/* Shared between the pool (pool.c, no PHP headers) and the SAPI (sapi.c). */
+/* Shared between the pool (pool.c, no PHP headers) and the SAPI (sapi.c); not for ext/,
+ * which has request_api.h. */
 #ifndef PHP_GATEWAY_INTERNAL_H
 #define PHP_GATEWAY_INTERNAL_H
 
@@ -8,12 +9,22 @@
 
 enum { SLOT_FREE = 0, SLOT_QUEUED, SLOT_RUNNING, SLOT_DONE };
 
+/* pg_submit_args' arguments (bridge.h says what each holds), before the slot copies them. */
+typedef struct pg_request {
+    const char *method, *request_uri, *query_string, *script_filename;
+    const char *content_type, *cookie, *authorization;
+    int64_t content_length;
+    int proto_num;
+    double request_time;
+    const char *vars, *headers;
+    size_t vars_len, headers_len;
+} pg_request;
+
 typedef struct pg_worker {
     int index;
     pthread_t tid;
     void *vm_interrupt;   /* &EG(vm_interrupt) of this thread (zend_atomic_bool *) */
     void *timed_out;      /* &EG(timed_out) */
-    bool alive;
 } pg_worker;
 
 typedef struct pg_slot {
@@ -54,12 +65,11 @@ size_t pg_slot_read_body(pg_slot *s, char *buf, size_t count);
 bool pg_slot_reserve_output(pg_slot *s, size_t len);
 void pg_slot_finish(pg_slot *s);
 void pg_count_fatal(void);
-extern size_t pg_response_buffer_bytes;
 
 /* sapi.c, all called on PHP threads */
 int pg_php_startup(const pg_config *cfg, char *err, size_t errlen);
 void pg_php_thread_begin(pg_worker *w);
-void pg_php_run(pg_worker *w, pg_slot *s);
+void pg_php_run(pg_slot *s);
 void pg_php_thread_end(void);
 void pg_php_shutdown(void);
 /* Any thread: make the worker's running script stop at the next opcode, as a timeout. */

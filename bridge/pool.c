@@ -15,8 +15,6 @@
 #define HANDLE_INDEX_BITS 20
 #define HANDLE_INDEX_MASK ((1 << HANDLE_INDEX_BITS) - 1)
 
-size_t pg_response_buffer_bytes;
-
 static struct {
     pg_config cfg;
     char *ini_path, *ini_entries;
@@ -87,7 +85,6 @@ int pg_poll(pg_event *out, int max) {
     pthread_mutex_unlock(&P.ev_mu);
     return n;
 }
-
 
 int pg_event_fd(void) { return P.efd; }
 
@@ -213,8 +210,6 @@ int64_t pg_submit_args(const char *method, const char *request_uri, const char *
     };
     return submit(&r, body, body_len, body_complete != 0);
 }
-
-int64_t pg_submit(const pg_request *req) { return submit(req, NULL, 0, false); }
 
 size_t pg_body_write(int64_t handle, const char *data, size_t len, int eof) {
     pg_slot *s = slot_of(handle);
@@ -396,7 +391,6 @@ static void *worker_main(void *arg) {
 
     pg_php_thread_begin(w);
     pthread_mutex_lock(&P.mu);
-    w->alive = true;
     P.alive++;
     pthread_cond_broadcast(&P.life_cv);
     for (;;) {
@@ -424,14 +418,13 @@ static void *worker_main(void *arg) {
             flags = PG_DONE_CANCELLED;
             pg_push_event(s->handle, PG_EV_DONE, 0, flags, NULL, 0);
         } else {
-            pg_php_run(w, s); /* pushes FINISH and DONE itself */
+            pg_php_run(s); /* pushes FINISH and DONE itself */
         }
 
         pthread_mutex_lock(&P.mu);
         P.busy--;
         P.requests++;
     }
-    w->alive = false;
     P.alive--;
     pthread_mutex_unlock(&P.mu);
     pg_php_thread_end();
@@ -502,7 +495,6 @@ int pg_start(const pg_config *cfg, char *err, size_t errlen) {
     if (!P.cfg.body_buffer_bytes) P.cfg.body_buffer_bytes = 256 * 1024;
     if (!P.cfg.response_buffer_bytes) P.cfg.response_buffer_bytes = 256 * 1024;
     if (!P.cfg.thread_stack_bytes) P.cfg.thread_stack_bytes = 16 * 1024 * 1024;
-    pg_response_buffer_bytes = P.cfg.response_buffer_bytes;
 
     pthread_mutex_init(&P.mu, NULL);
     pthread_mutex_init(&P.ev_mu, NULL);

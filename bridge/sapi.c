@@ -20,7 +20,7 @@
 #include "zend_atomic.h"
 
 #include "internal.h"
-#include "../ext/php_gateway_ext.h"
+#include "request_api.h"
 
 ZEND_TSRMLS_CACHE_DEFINE()
 
@@ -91,6 +91,22 @@ static char *pg_read_cookies(void) {
     return s ? (char *)s->cookie : NULL;
 }
 
+/* Walks a "name \0 value \0 ..." block, the packing Python uses for vars and headers. The
+ * slot's copy ends in a NUL, so a truncated last pair cannot read past it. */
+static void each_pair(const char *p, size_t len, pg_header_visitor visit, void *ctx) {
+    const char *end = p + len;
+    while (p < end) {
+        const char *name = p;
+        size_t name_len = strlen(name);
+        p += name_len + 1;
+        if (p > end) break;
+        const char *value = p;
+        size_t value_len = strlen(value);
+        p += value_len + 1;
+        visit(ctx, name, name_len, value, value_len);
+    }
+}
+
 static void register_one(const char *key, const char *val, size_t val_len, zval *arr) {
     char *v = (char *)val;
     size_t new_len = val_len;
@@ -117,33 +133,24 @@ static bool http_var_name(const char *name, char *out, size_t outlen) {
     return true;
 }
 
+static void register_var(void *arr, const char *name, size_t name_len, const char *value,
+                         size_t value_len) {
+    register_one(name, value, value_len, arr);
+}
+
+static void register_header(void *arr, const char *name, size_t name_len, const char *value,
+                            size_t value_len) {
+    char var[256];
+    if (http_var_name(name, var, sizeof var)) register_one(var, value, value_len, arr);
+}
+
 static void pg_register_variables(zval *arr) {
     pg_slot *s = current_slot();
     /* The process environment first, as php-fpm with clear_env=no; request values win. */
     php_import_environment_variables(arr);
     if (!s) return;
-    const char *p = s->vars, *end = s->vars + s->vars_len;
-    while (p < end) {
-        const char *key = p;
-        p += strlen(p) + 1;
-        if (p > end) break;
-        const char *val = p;
-        size_t vlen = strlen(val);
-        p += vlen + 1;
-        register_one(key, val, vlen, arr);
-    }
-    char name[256];
-    p = s->headers;
-    end = s->headers + s->headers_len;
-    while (p < end) {
-        const char *key = p;
-        p += strlen(p) + 1;
-        if (p > end) break;
-        const char *val = p;
-        size_t vlen = strlen(val);
-        p += vlen + 1;
-        if (http_var_name(key, name, sizeof name)) register_one(name, val, vlen, arr);
-    }
+    each_pair(s->vars, s->vars_len, register_var, arr);
+    each_pair(s->headers, s->headers_len, register_header, arr);
 }
 
 static void pg_log_message(const char *message, int syslog_type) {
@@ -172,7 +179,7 @@ static int pg_activate(void) {
 }
 
 static int pg_startup(sapi_module_struct *module) {
-    return php_module_startup(module, &php_gateway_module_entry);
+    return php_module_startup(module, php_gateway_ext_module());
 }
 
 static sapi_module_struct pg_sapi_module = {
@@ -232,8 +239,7 @@ void pg_php_interrupt(pg_worker *w) {
     pthread_kill(w->tid, PG_KICK_SIGNAL);
 }
 
-void pg_php_run(pg_worker *w, pg_slot *s) {
-    (void)w;
+void pg_php_run(pg_slot *s) {
     int flags = 0, exit_status = 0;
     SG(server_context) = s;
     SG(request_info).request_method = s->method;
@@ -245,10 +251,8 @@ void pg_php_run(pg_worker *w, pg_slot *s) {
     SG(request_info).auth_user = SG(request_info).auth_password = SG(request_info).auth_digest = NULL;
     SG(sapi_headers).http_response_code = 200; /* sapi_activate does not reset it */
 
-    bool started = false;
     zend_first_try {
         if (php_request_startup() == SUCCESS) {
-            started = true;
             zend_file_handle fh;
             zend_stream_init_filename(&fh, s->script_filename);
             fh.primary_script = 1;
@@ -273,7 +277,6 @@ void pg_php_run(pg_worker *w, pg_slot *s) {
     } zend_catch {
         flags |= PG_DONE_BAILOUT;
     } zend_end_try();
-    (void)started;
     SG(server_context) = NULL;
 
     pthread_mutex_lock(&s->mu);
@@ -297,5 +300,19 @@ void pg_php_shutdown(void) {
 
 const char *pg_php_version(void) { return PHP_VERSION; }
 
-/* Used by ext/: the slot of the request running on this thread. */
-void *php_gateway_current_slot(void) { return SG(server_context); }
+/* ---- request_api.h: what ext/ may do with the request running on this thread --------- */
+
+void pg_request_each_header(pg_header_visitor visit, void *ctx) {
+    pg_slot *s = current_slot();
+    if (s) each_pair(s->headers, s->headers_len, visit, ctx);
+}
+
+bool pg_request_finish(void) {
+    pg_slot *s = current_slot();
+    /* Only this thread sets finished (pg_slot_finish), so it reads it without the lock. */
+    if (!s || s->finished) return false;
+    php_output_end_all();
+    php_header();
+    pg_slot_finish(s);
+    return true;
+}

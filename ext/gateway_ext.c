@@ -1,13 +1,10 @@
 /* PHP functions php-fpm users rely on, registered as the SAPI's additional module:
- * fastcgi_finish_request(), getallheaders() and apache_request_headers(). */
+ * fastcgi_finish_request(), getallheaders() and apache_request_headers().
+ * Reaches the running request only through bridge/request_api.h. */
 #include "php.h"
-#include "SAPI.h"
-#include "ext/standard/head.h"
 #include "ext/standard/info.h"
-#include "main/php_output.h"
 
-#include "php_gateway_ext.h"
-#include "../bridge/internal.h"
+#include "../bridge/request_api.h"
 
 ZEND_TSRMLS_CACHE_EXTERN()
 
@@ -20,31 +17,19 @@ ZEND_END_ARG_INFO()
 /* Sends the response now and lets the script go on (queues, mail, cleanup), as php-fpm. */
 PHP_FUNCTION(fastcgi_finish_request) {
     ZEND_PARSE_PARAMETERS_NONE();
-    pg_slot *s = php_gateway_current_slot();
-    if (!s || s->finished) RETURN_FALSE;
-    php_output_end_all();
-    php_header();
-    pg_slot_finish(s);
-    RETURN_TRUE;
+    RETURN_BOOL(pg_request_finish());
+}
+
+static void add_header(void *array, const char *name, size_t name_len, const char *value,
+                       size_t value_len) {
+    add_assoc_stringl_ex((zval *)array, name, name_len, value, value_len);
 }
 
 /* The request headers with their names as the client sent them. */
 PHP_FUNCTION(getallheaders) {
     ZEND_PARSE_PARAMETERS_NONE();
     array_init(return_value);
-    pg_slot *s = php_gateway_current_slot();
-    if (!s) return;
-    const char *p = s->headers, *end = s->headers + s->headers_len;
-    while (p < end) {
-        const char *key = p;
-        size_t klen = strlen(key);
-        p += klen + 1;
-        if (p > end) break;
-        const char *val = p;
-        size_t vlen = strlen(val);
-        p += vlen + 1;
-        add_assoc_stringl_ex(return_value, key, klen, val, vlen);
-    }
+    pg_request_each_header(add_header, return_value);
 }
 
 static const zend_function_entry gateway_functions[] = {
@@ -60,7 +45,7 @@ static PHP_MINFO_FUNCTION(php_gateway) {
     php_info_print_table_end();
 }
 
-zend_module_entry php_gateway_module_entry = {
+static zend_module_entry php_gateway_module_entry = {
     STANDARD_MODULE_HEADER,
     "php-gateway",
     gateway_functions,
@@ -69,3 +54,5 @@ zend_module_entry php_gateway_module_entry = {
     "0.1.0",
     STANDARD_MODULE_PROPERTIES,
 };
+
+zend_module_entry *php_gateway_ext_module(void) { return &php_gateway_module_entry; }

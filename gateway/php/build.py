@@ -17,62 +17,22 @@ from cffi import FFI
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 SOURCES = [ROOT / "bridge" / "pool.c", ROOT / "bridge" / "sapi.c", ROOT / "ext" / "gateway_ext.c"]
-HEADERS = [
-    ROOT / "bridge" / "bridge.h",
-    ROOT / "bridge" / "internal.h",
-    ROOT / "ext" / "php_gateway_ext.h",
-]
+BRIDGE_H = ROOT / "bridge" / "bridge.h"
+# bridge.h marks the part of it that cffi reads (cffi cannot run the preprocessor).
+CDEF_BEGIN = "/* ---- cffi declarations begin ---- */"
+CDEF_END = "/* ---- cffi declarations end ---- */"
 STAMP = HERE / ".bridge-stamp"
 CFLAGS = ["-O2", "-g", "-fno-omit-frame-pointer", "-Wall", "-Wno-unused-parameter"]
 
-# Mirrors bridge/bridge.h (cffi cannot read preprocessor includes).
-CDEF = """
-typedef struct pg_config {
-    int threads; int queue_capacity; const char *ini_path; const char *ini_entries;
-    size_t body_buffer_bytes; size_t response_buffer_bytes; size_t thread_stack_bytes;
-} pg_config;
-typedef struct pg_request {
-    const char *method; const char *request_uri; const char *query_string;
-    const char *script_filename; const char *content_type; int64_t content_length;
-    const char *cookie; const char *authorization; int proto_num; double request_time;
-    const char *vars; size_t vars_len; const char *headers; size_t headers_len;
-} pg_request;
-typedef struct pg_event {
-    int64_t handle; int type; int code; int flags; char *data; size_t len;
-} pg_event;
-typedef struct pg_stats {
-    int threads; int threads_alive; int busy; int queued;
-    uint64_t requests; uint64_t fatals; uint64_t rejected;
-} pg_stats;
-#define PG_EV_HEADERS 1
-#define PG_EV_BODY 2
-#define PG_EV_FINISH 3
-#define PG_EV_BODY_SPACE 4
-#define PG_EV_LOG 5
-#define PG_EV_DONE 6
-#define PG_DONE_FATAL 1
-#define PG_DONE_CANCELLED 2
-#define PG_DONE_TIMED_OUT 4
-#define PG_DONE_BAILOUT 8
-#define PG_OVERLOADED -1
-#define PG_STOPPED -2
-int pg_start(const pg_config *cfg, char *err, size_t errlen);
-int pg_event_fd(void);
-int64_t pg_submit_args(const char *method, const char *request_uri, const char *query_string,
-    const char *script_filename, const char *content_type, int64_t content_length,
-    const char *cookie, const char *authorization, int proto_num, double request_time,
-    const char *vars, size_t vars_len, const char *headers, size_t headers_len,
-    const char *body, size_t body_len, int body_complete);
-size_t pg_body_write(int64_t handle, const char *data, size_t len, int eof);
-void pg_ack(int64_t handle, size_t n);
-void pg_cancel(int64_t handle);
-void pg_interrupt(int64_t handle);
-int pg_poll(pg_event *out, int max);
-void pg_free_events(pg_event *events, int n);
-void pg_get_stats(pg_stats *out);
-void pg_stop(void);
-const char *pg_php_version(void);
-"""
+
+def bridge_cdef() -> str:
+    """The declarations Python sees: the lines of bridge.h between its cffi markers."""
+    text = BRIDGE_H.read_text()
+    _, begin, rest = text.partition(CDEF_BEGIN)
+    cdef, end, _ = rest.partition(CDEF_END)
+    if not (begin and end):
+        raise RuntimeError(f"{BRIDGE_H}: the cffi declaration markers are missing")
+    return cdef
 
 
 def php_config(prefix: Path, flag: str) -> str:
@@ -84,7 +44,8 @@ def php_config(prefix: Path, flag: str) -> str:
 
 def fingerprint(prefix: Path) -> str:
     h = hashlib.sha256(str(prefix).encode())
-    for path in [*SOURCES, *HEADERS, Path(__file__)]:
+    inputs = sorted([*ROOT.glob("bridge/*.[ch]"), *ROOT.glob("ext/*.[ch]")])
+    for path in [*inputs, Path(__file__)]:
         h.update(path.read_bytes())
     return h.hexdigest()
 
@@ -97,12 +58,12 @@ def built_module() -> Path | None:
 def build(prefix: Path) -> Path:
     includes = [flag[2:] for flag in php_config(prefix, "--includes").split()]
     ffi = FFI()
-    ffi.cdef(CDEF)
+    ffi.cdef(bridge_cdef())
     ffi.set_source(
         "gateway.php._phpbridge",
         '#include "bridge.h"',
         sources=[str(p) for p in SOURCES],
-        include_dirs=[str(ROOT / "bridge"), str(ROOT / "ext"), *includes],
+        include_dirs=[str(ROOT / "bridge"), *includes],
         define_macros=[("ZTS", "1"), ("ZEND_ENABLE_STATIC_TSRMLS_CACHE", "1")],
         libraries=["php"],
         library_dirs=[str(prefix / "lib")],

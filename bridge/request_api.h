@@ -1,0 +1,33 @@
+/* The whole contract between the bridge (bridge/) and the gateway's PHP extension (ext/).
+ *
+ * ext/ includes this header and nothing else of the bridge: it reaches the request running
+ * on the calling PHP thread through these functions, never through the bridge's slots. The
+ * bridge in turn knows ext/ only through the module entry point declared at the end.
+ * Free of PHP headers so either side can include it without dragging in the other's.
+ */
+#ifndef PHP_GATEWAY_REQUEST_API_H
+#define PHP_GATEWAY_REQUEST_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* ---- implemented by bridge/sapi.c; call them on a PHP request thread only ------------ */
+
+typedef void (*pg_header_visitor)(void *ctx, const char *name, size_t name_len,
+                                  const char *value, size_t value_len);
+
+/* Calls visit for each request header, in the order and spelling the client sent them.
+ * Does nothing when no request runs on this thread. */
+void pg_request_each_header(pg_header_visitor visit, void *ctx);
+
+/* Flushes PHP's output buffers and headers and ends the response for the client, while the
+ * script goes on (fastcgi_finish_request). False when there is no request or it has
+ * already ended. */
+bool pg_request_finish(void);
+
+/* ---- implemented by ext/gateway_ext.c ------------------------------------------------- */
+
+/* The extension the SAPI registers as its additional module at startup. */
+struct _zend_module_entry *php_gateway_ext_module(void);
+
+#endif
