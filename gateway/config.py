@@ -76,6 +76,10 @@ def _expect_int(minimum: int, maximum: int | None) -> str:
     return f"must be an integer >= {minimum}"
 
 
+def _optional_non_negative_seconds(text: str) -> float | None:
+    return _non_negative_seconds(text) if text else None
+
+
 def _seconds(text: str) -> float:
     value = _non_negative_seconds(text)
     if value == 0:
@@ -328,10 +332,13 @@ OPTIONS: tuple[Option, ...] = (
            "Directory of {status}.html pages sent for 4xx/5xx answers with an empty body when "
            "the client accepts text/html; empty = built-in minimal pages.",
            "tokio_php ERROR_PAGES_DIR; nginx `error_page`", default_doc="empty"),
-    Option("DRAIN_TIMEOUT_SECS", "drain_timeout_secs", "30", _non_negative_seconds,
+    Option("DRAIN_TIMEOUT_SECS", "drain_timeout_secs", "", _optional_non_negative_seconds,
            "On SIGTERM, how long in-flight requests may take to finish before connections are "
-           "closed; 0 closes at once.",
-           "tokio_php DRAIN_TIMEOUT_SECS; nginx `worker_shutdown_timeout`"),
+           "closed; 0 closes at once. Empty = REQUEST_TIMEOUT (30 when that is off), so a "
+           "request within its time limit is never cut by a stop; give the container "
+           "engine a stop timeout 10 s longer (docs/operations.md).",
+           "tokio_php DRAIN_TIMEOUT_SECS; nginx `worker_shutdown_timeout`",
+           default_doc="empty (REQUEST_TIMEOUT: 120)"),
     Option("STATIC_CACHE_TTL", "static_cache_ttl", "1d", _ttl_or_off,
            "Cache-Control max-age for static files: seconds or s/m/h/d/w/y units; 'off' sends "
            "no Cache-Control.", "tokio_php STATIC_CACHE_TTL; nginx `expires`"),
@@ -569,6 +576,8 @@ def _resolve_dependent(values: dict[str, Any]) -> None:
         # an HTTP/3 header block is credited only once parsed: it must fit one stream window
         raise ConfigError("H2_MAX_HEADER_LIST_SIZE",
                           f"must be below {_H3_STREAM_WINDOW // 1024}K while HTTP3 is on")
+    if values["drain_timeout_secs"] is None:
+        values["drain_timeout_secs"] = values["request_timeout"] or DEFAULT_DRAIN_TIMEOUT_SECS
     processes = values["processes"]
     if values["php_workers"] == 0:
         values["php_workers"] = max(os.cpu_count() or 1, processes)
@@ -588,6 +597,7 @@ def _resolve_dependent(values: dict[str, Any]) -> None:
         raise ConfigError("TLS_LISTEN_ADDR", "must not use the same port as LISTEN_ADDR")
 
 
+DEFAULT_DRAIN_TIMEOUT_SECS = 30.0  # when REQUEST_TIMEOUT is off (tokio_php's default)
 _H3_STREAM_WINDOW = 256 * 1024  # gateway.protocol.http3.STREAM_WINDOW (kept import-free)
 
 

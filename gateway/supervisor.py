@@ -126,6 +126,28 @@ def bind_listeners(config: Config) -> Listeners:
     return listeners
 
 
+def _sockname(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def listening_addresses(config: Config, listeners: Listeners) -> dict[str, str]:
+    """What the start-up log names: only sockets that are bound, by what they serve
+    (with TLS and no TLS_LISTEN_ADDR, LISTEN_ADDR itself serves HTTPS)."""
+    out: dict[str, str] = {}
+    if config.tls and not listeners.tls:
+        out["https"] = _sockname(listeners.http[0])
+    else:
+        out["http"] = _sockname(listeners.http[0])
+    if listeners.tls:
+        out["https"] = _sockname(listeners.tls[0])
+    if listeners.quic:
+        out["http3"] = _sockname(listeners.quic[0]) + "/udp"
+    if listeners.internal is not None:
+        out["internal"] = _sockname(listeners.internal)
+    return out
+
+
 @dataclass(slots=True)
 class _Worker:
     index: int
@@ -209,8 +231,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     configure_logging(config.log_level, config.service_name)
     listeners = bind_listeners(config)
-    log.info("listening", http=str(config.listen_addr),
-             tls=str(config.tls_listen_addr or (config.listen_addr if config.tls else "")),
-             http3=bool(listeners.quic), processes=config.processes,
+    log.info("listening", **listening_addresses(config, listeners), processes=config.processes,
              php_workers=config.php_workers, document_root=str(config.document_root))
     return Supervisor(config, listeners, args).run()

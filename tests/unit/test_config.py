@@ -155,7 +155,7 @@ def test_defaults(files: dict[str, Path]) -> None:
     assert c.php_workers == max(os.cpu_count() or 1, 1)
     assert c.queue_capacity == c.php_workers * 100
     assert c.index_file is None and c.internal_addr is None and c.error_pages_dir is None
-    assert (c.drain_timeout_secs, c.header_timeout_secs, c.idle_timeout_secs) == (30, 5, 60)
+    assert (c.drain_timeout_secs, c.header_timeout_secs, c.idle_timeout_secs) == (120, 5, 60)
     assert (c.body_timeout_secs, c.tls_handshake_timeout_secs) == (60, 10)
     assert c.static_cache_ttl == 86400
     assert (c.request_timeout, c.sse_timeout) == (120, 1800)
