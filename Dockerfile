@@ -1,9 +1,12 @@
 # syntax=docker/dockerfile:1
 # php-gateway image: ZTS libphp + the Python front end, no build tools at run time.
 #   docker build -t php-gateway .
-#   docker run -p 8080:8080 -v ./www:/var/www/html php-gateway
+#   docker run --stop-timeout 130 -p 8080:8080 -v ./www:/var/www/html php-gateway
 # Flags after the image name go to php-gateway (e.g. `... php-gateway --index-file index.php`);
-# every flag also has an environment variable, see docs/configuration.md.
+# every flag also has an environment variable, see docs/configuration.md. Any other command
+# runs as is, with the same PHP build on PATH: `... php-gateway php artisan migrate`.
+# Ports, volumes, signals and stop timeouts: docs/operations.md. `make image-test` checks all
+# of it against a built image.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---------------------------------------------------------------- build
@@ -26,14 +29,34 @@ RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -e . \
  && PHP_PREFIX="$(cat /opt/php-gateway/prefix)" /opt/venv/bin/python -m gateway.php.build \
  && /opt/venv/bin/python -m compileall -q gateway \
+ && /opt/venv/bin/pip uninstall -q -y --disable-pip-version-check pip \
  && rm -rf build "$PHP_GATEWAY_CACHE/src" "$(cat /opt/php-gateway/prefix)/source"
+
+# What the runtime needs of the PHP prefix: libphp.so, the CLI, the shared extensions (OPcache).
+# Headers, phpize/php-config, the build kit, man pages and the C sources of bridge/ and ext/
+# served only the bridge's build above;
+# binaries (PHP's, the bridge's, the wheels' extension modules) lose symbols and debug info here.
+# The CLI reads $prefix/etc/php.ini: the server's php.ini plus the OPcache line the server
+# passes itself, so `php` sees the same settings and `php -m` the same extensions.
+RUN prefix="$(cat /opt/php-gateway/prefix)" \
+ && rm -rf "$prefix/include" "$prefix/lib/php/build" "$prefix/php" \
+      "$prefix/bin/phpize" "$prefix/bin/php-config" bridge ext gateway/php/_phpbridge.c \
+ && find "$prefix" /opt/venv \( -name '*.a' -o -name '*.la' \) -delete \
+ && find "$prefix" /opt/venv gateway/php -type f \( -name '*.so' -o -name '*.so.*' -o -path "$prefix/bin/*" \) \
+      -exec strip --strip-unneeded {} + \
+ && { cat gateway/php/php.ini; \
+      printf '\n; loaded by the server through its own INI entries (gateway/php/pool.py)\nzend_extension=opcache\n'; \
+    } > "$prefix/etc/php.ini" \
+ && mkdir -p /opt/php-gateway/bin \
+ && ln -s "$prefix/bin/php" /opt/php-gateway/bin/php \
+ && ln -s /opt/php-gateway/app/scripts/docker-entrypoint.sh /opt/php-gateway/bin/docker-entrypoint
 
 # ---------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE} AS runtime
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 COPY scripts/install-system-deps.sh /tmp/install-system-deps.sh
 RUN /tmp/install-system-deps.sh runtime \
- && rm -rf /var/lib/apt/lists/* /tmp/install-system-deps.sh \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /tmp/install-system-deps.sh \
  && useradd --system --user-group --uid 10001 --home-dir /nonexistent --no-create-home \
       --shell /usr/sbin/nologin php-gateway
 
@@ -42,7 +65,9 @@ COPY --from=build /opt/venv /opt/venv
 # The default site; a volume mounted here replaces it.
 COPY www/ /var/www/html/
 
-ENV PATH=/opt/venv/bin:$PATH \
+# Sessions, uploads and tempnam() all use the temp dir (/tmp, or $TMPDIR): with a read-only
+# root filesystem mount a tmpfs there (`--read-only --tmpfs /tmp`).
+ENV PATH=/opt/venv/bin:/opt/php-gateway/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     DOCUMENT_ROOT=/var/www/html \
@@ -55,9 +80,12 @@ WORKDIR /var/www/html
 # numeric (= php-gateway) so Kubernetes runAsNonRoot can verify it
 USER 10001:10001
 VOLUME /var/www/html
-# 8080 HTTP; 8443 HTTPS + HTTP/3 (only with TLS_CERT/TLS_KEY); 9090 /health /metrics.
+# 8080 HTTP; 8443 HTTPS + HTTP/3 (only with TLS_CERT/TLS_KEY); 9090 /health /ready /metrics.
 EXPOSE 8080/tcp 8443/tcp 8443/udp 9090/tcp
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('INTERNAL_ADDR', ':9090').rpartition(':')[2]; urllib.request.urlopen(f'http://127.0.0.1:{port}/health', timeout=2)"]
+# SIGTERM drains for DRAIN_TIMEOUT_SECS (default: REQUEST_TIMEOUT, 120 s); the engine's stop
+# timeout must be longer (docker run --stop-timeout 130, compose stop_grace_period: 130s).
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["php-gateway"]
+ENTRYPOINT ["docker-entrypoint"]
+CMD ["php-gateway"]

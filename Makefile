@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 ARGS ?=
 
-.PHONY: serve test lint deps php bridge bench clean
+.PHONY: serve test lint deps php bridge bench clean image-test
 
 $(VENV_STAMP): pyproject.toml
 	scripts/install-system-deps.sh test
@@ -41,6 +41,12 @@ lint: deps
 
 bench: bridge
 	bench/run.sh $(ARGS)
+
+# Builds the Docker image with the machine's engine (docker, else podman) and tests it as
+# README.md runs it; "skipped: no container engine" without one. Not part of `make test`:
+# the image build compiles PHP once more (~25 min on 2 cores). See docs/operations.md.
+image-test: deps
+	scripts/image-test.sh
 
 clean:
 	rm -rf build gateway/php/_phpbridge*.so gateway/php/_phpbridge.c

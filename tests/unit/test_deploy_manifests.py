@@ -32,4 +32,17 @@ def test_env_is_a_valid_configuration(tmp_path: Path) -> None:
               container["livenessProbe"]["httpGet"]["path"]}
     assert probes == {"/ready", "/health"}
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]  # type: ignore[index]
-    assert grace > config.drain_timeout_secs
+    # the supervisor kills a worker still draining 5 s after DRAIN_TIMEOUT_SECS, then exits
+    assert grace >= config.drain_timeout_secs + 10
+    # and the drain lets a request within REQUEST_TIMEOUT finish
+    assert config.request_timeout is not None
+    assert config.drain_timeout_secs >= config.request_timeout
+
+
+def test_read_only_root_has_a_writable_tmp() -> None:
+    deployment = next(d for d in docs() if d["kind"] == "Deployment")
+    spec = deployment["spec"]["template"]["spec"]  # type: ignore[index]
+    container = spec["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts.get("/tmp") in {v["name"] for v in spec["volumes"] if "emptyDir" in v}

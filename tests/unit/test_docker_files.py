@@ -17,6 +17,9 @@ from gateway.config import OPTIONS, load_config
 REPO = Path(__file__).resolve().parents[2]
 OPTION_NAMES = {opt.env for opt in OPTIONS}
 PATH_OPTIONS = {"DOCUMENT_ROOT", "ERROR_PAGES_DIR", "TLS_CERT", "TLS_KEY", "PHP_INI"}
+# An engine's stop timeout must exceed the drain by this much: the supervisor kills a worker
+# still running DRAIN_TIMEOUT_SECS + 5 s after SIGTERM, then exits.
+STOP_MARGIN = 10
 
 
 def instructions() -> list[tuple[str, str]]:
@@ -89,7 +92,8 @@ def test_volume_ports_healthcheck_entrypoint() -> None:
     assert {"8080/tcp", "8443/tcp", "8443/udp", "9090/tcp"} <= set(exposed)
     healthcheck = " ".join(args_of("HEALTHCHECK"))
     assert "/health" in healthcheck and "CMD" in healthcheck
-    assert args_of("ENTRYPOINT") == ['["php-gateway"]']
+    assert args_of("ENTRYPOINT") == ['["docker-entrypoint"]']
+    assert args_of("CMD")[-1] == '["php-gateway"]'
 
 
 def test_image_environment_is_valid_configuration(tmp_path: Path) -> None:
@@ -134,5 +138,102 @@ def test_compose_file(tmp_path: Path) -> None:
     assert set(env) <= OPTION_NAMES, set(env) - OPTION_NAMES
     config = load_config([], {**env, "DOCUMENT_ROOT": str(tmp_path)})
     assert ("memory_limit", "256M") in config.php_ini_set
-    drain = float(env.get("DRAIN_TIMEOUT_SECS", "30"))
-    assert int(gateway["stop_grace_period"].rstrip("s")) > drain
+    assert int(gateway["stop_grace_period"].rstrip("s")) >= config.drain_timeout_secs + STOP_MARGIN
+    # what image-test runs with --read-only --tmpfs /tmp
+    assert gateway["read_only"] is True and "/tmp" in gateway["tmpfs"]
+
+
+def test_entrypoint_runs_php_gateway_or_the_given_command(tmp_path: Path) -> None:
+    (tmp_path / "php-gateway").write_text('#!/bin/sh\necho "gateway $*"\n')
+    (tmp_path / "php-gateway").chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin"}
+    script = str(REPO / "scripts" / "docker-entrypoint.sh")
+
+    def run(*args: str) -> str:
+        return subprocess.run([script, *args], env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert run() == "gateway"
+    assert run("--index-file", "index.php") == "gateway --index-file index.php"
+    assert run("php-gateway", "-h") == "gateway -h"
+    assert run("echo", "php", "artisan") == "php artisan"
+
+
+def test_runtime_keeps_only_stripped_binaries_and_the_cli_on_path() -> None:
+    runs = " ".join(args_of("RUN"))
+    assert "strip --strip-unneeded" in runs
+    for gone in ('"$prefix/include"', '"$prefix/lib/php/build"', '"$prefix/bin/php-config"'):
+        assert gone in runs
+    assert 'ln -s "$prefix/bin/php" /opt/php-gateway/bin/php' in runs
+    assert "/opt/php-gateway/bin" in dockerfile_env()["PATH"].split(":")
+    assert '"$prefix/etc/php.ini"' in runs and "zend_extension=opcache" in runs
+
+
+def test_sessions_use_the_temp_dir() -> None:
+    ini = (REPO / "gateway" / "php" / "php.ini").read_text()
+    assert 'session.save_path = ""' in ini.splitlines()
+    assert "session.gc_probability = 1" in ini.splitlines()
+
+
+def readme_docker_runs() -> list[str]:
+    text = re.sub(r"\\\n\s*", " ", (REPO / "README.md").read_text())
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("docker run")]
+
+
+def test_stop_timeouts_cover_the_drain(tmp_path: Path) -> None:
+    options = {k: v for k, v in dockerfile_env().items() if k in OPTION_NAMES}
+    paths = {k: str(tmp_path) for k in options if k in PATH_OPTIONS}
+    config = load_config([], {**options, **paths})
+    # a request within REQUEST_TIMEOUT is not cut by the drain ...
+    assert config.request_timeout is not None
+    assert config.drain_timeout_secs >= config.request_timeout
+    # ... nor the drain by the engine's SIGKILL
+    runs = [r for r in readme_docker_runs() if "--rm" not in r.split()]  # --rm: one-off php
+    assert len(runs) >= 3, "README shows no docker run of the server"
+    for run in runs:
+        match = re.search(r"--stop-timeout[ =](\d+)", run)
+        assert match, f"README: {run!r} has no --stop-timeout"
+        assert int(match.group(1)) >= config.drain_timeout_secs + STOP_MARGIN
+
+
+def test_start_up_log_names_only_listening_addresses(tmp_path: Path) -> None:
+    from gateway.supervisor import bind_listeners, listening_addresses
+
+    env = {**dockerfile_env(), "LISTEN_ADDR": "127.0.0.1:0", "TLS_LISTEN_ADDR": "127.0.0.1:0",
+           "INTERNAL_ADDR": "127.0.0.1:0", "DOCUMENT_ROOT": str(tmp_path),
+           "ERROR_PAGES_DIR": str(tmp_path)}
+    env = {k: v for k, v in env.items() if k in OPTION_NAMES}
+    listeners = bind_listeners(load_config([], env))
+    try:
+        named = listening_addresses(load_config([], env), listeners)
+        assert set(named) == {"http", "internal"}, named  # TLS_LISTEN_ADDR is set, TLS is not
+        assert named["http"] == f"127.0.0.1:{listeners.http[0].getsockname()[1]}"
+    finally:
+        for sock in [*listeners.http, *listeners.tls, *listeners.quic]:
+            sock.close()
+        if listeners.internal is not None:
+            listeners.internal.close()
+
+
+def test_start_up_log_with_tls(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    from gateway.supervisor import bind_listeners, listening_addresses
+
+    cert = trustme.CA().issue_cert("localhost")
+    cert.cert_chain_pems[0].write_to_path(str(tmp_path / "cert.pem"))
+    cert.private_key_pem.write_to_path(str(tmp_path / "key.pem"))
+    for separate in (True, False):
+        env = {"LISTEN_ADDR": "127.0.0.1:0", "DOCUMENT_ROOT": str(tmp_path),
+               "TLS_CERT": str(tmp_path / "cert.pem"), "TLS_KEY": str(tmp_path / "key.pem")}
+        if separate:
+            env["TLS_LISTEN_ADDR"] = "127.0.0.1:0"
+        config = load_config([], env)
+        listeners = bind_listeners(config)
+        try:
+            named = listening_addresses(config, listeners)
+            expected = {"https", "http3"} | ({"http"} if separate else set())
+            assert set(named) == expected, named
+            assert named["http3"] == named["https"] + "/udp"
+        finally:
+            for sock in [*listeners.http, *listeners.tls, *listeners.quic]:
+                sock.close()
