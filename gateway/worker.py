@@ -1,19 +1,27 @@
 """One worker process: an event loop (uvloop), one PHP thread pool, and servers on the
-sockets inherited from the supervisor. SIGTERM drains: readiness goes false, listeners
-close, HTTP/1 answers with `connection: close`, HTTP/2 and HTTP/3 send GOAWAY, in-flight
-requests get DRAIN_TIMEOUT_SECS to finish, then PHP shuts down.
+sockets inherited from the supervisor. SIGTERM drains: readiness goes false, the HTTP,
+HTTPS and HTTP/3 listeners close at once (new clients are refused and go elsewhere),
+HTTP/1 answers with `connection: close`, HTTP/2 and HTTP/3 send GOAWAY, in-flight requests
+get DRAIN_TIMEOUT_SECS to finish, then PHP shuts down and the process exits, at the latest
+STOP_GRACE_SECS after the drain window even if a script is still running. The internal
+listener closes last, so that probes read "not ready" instead of being refused meanwhile.
 
-Run by the supervisor as `python -m gateway.worker --worker-index I --fds role=fd,... -- ARGS`.
+Run by the supervisor as
+`python -m gateway.worker --worker-index I --fds role=fd,... [--ready-fd FD] -- ARGS`;
+the worker writes one byte to FD once it serves (the supervisor restarts a worker that
+served at once, one that never did with a back-off).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import sys
+import threading
 from collections.abc import Sequence
 
 import structlog
@@ -22,6 +30,9 @@ from gateway.config import Config, load_config
 from gateway.observability.logging import configure_logging
 
 log = structlog.get_logger("gateway.worker")
+
+STOP_GRACE_SECS = 1.0  # past the drain window, PHP threads get this long to stop
+INTERNAL_DRAIN_SECS = 1.0  # a scrape or probe in flight on the internal port
 
 
 def _sockets(spec: str) -> dict[str, socket.socket]:
@@ -32,11 +43,29 @@ def _sockets(spec: str) -> dict[str, socket.socket]:
     return out
 
 
-async def serve(config: Config, index: int, sockets: dict[str, socket.socket]) -> None:
+def _signal_ready(fd: int | None) -> None:
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):  # the supervisor is gone: nothing to tell
+        os.write(fd, b"1")
+    os.close(fd)
+
+
+def _cut_off() -> None:
+    log.error("PHP requests still running after the drain window; exiting without them",
+              grace=STOP_GRACE_SECS)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
+
+
+async def serve(config: Config, index: int, sockets: dict[str, socket.socket],
+                ready_fd: int | None = None) -> None:
     from gateway.observability.internal import InternalApp
+    from gateway.php import cgi
     from gateway.php.pool import PhpPool, PoolOptions
-    from gateway.pipeline.app import Pipeline
-    from gateway.server.listen import Drainable, start_listeners
+    from gateway.pipeline.chain import build_app
+    from gateway.server.listen import start_listeners
 
     pool = PhpPool(
         PoolOptions(
@@ -46,21 +75,29 @@ async def serve(config: Config, index: int, sockets: dict[str, socket.socket]) -
             ini_set=config.php_ini_set,
         )
     )
+    cgi.configure(config.server_name)
     pool.start()
     internal = InternalApp(pool, index)
-    servers: list[Drainable] = await start_listeners(config, sockets, Pipeline(config, pool),
-                                                     internal)
+    servers = await start_listeners(config, sockets, build_app(config, pool), internal)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("worker ready", worker=index, pid=os.getpid(), php_threads=pool.options.threads)
+    _signal_ready(ready_fd)
     await stop.wait()
     internal.ready = False
     log.info("worker draining", worker=index, timeout=config.drain_timeout_secs)
-    await asyncio.gather(*(s.drain(config.drain_timeout_secs) for s in servers))
-    # Requests still running after the drain window are cut off with the process.
+    deadline = loop.time() + config.drain_timeout_secs
+    await asyncio.gather(*(s.drain(config.drain_timeout_secs) for s in servers.public))
+    if servers.internal is not None:
+        await servers.internal.drain(INTERNAL_DRAIN_SECS)
+    # a script that ignores the drain (a long sleep, a blocking call) must not hold the exit
+    watchdog = threading.Timer(max(0.0, deadline - loop.time()) + STOP_GRACE_SECS, _cut_off)
+    watchdog.daemon = True
+    watchdog.start()
     pool.stop()
+    watchdog.cancel()
     log.info("worker stopped", worker=index)
 
 
@@ -68,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gateway.worker")
     parser.add_argument("--worker-index", type=int, required=True)
     parser.add_argument("--fds", required=True)
+    parser.add_argument("--ready-fd", type=int, default=None)
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
@@ -75,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(config.log_level, config.service_name)
     import uvloop
 
-    uvloop.run(serve(config, args.worker_index, _sockets(args.fds)))
+    uvloop.run(serve(config, args.worker_index, _sockets(args.fds), args.ready_fd))
     return 0
 
 

@@ -1,8 +1,10 @@
 """The contract between the connection layer (gateway/server/) and the pipeline.
 
-For every request the server builds an object satisfying `RequestContext` and awaits
-`app(ctx)`. The same pipeline therefore serves HTTP/1.1, HTTP/2 and HTTP/3: only the
-context implementation differs per protocol.
+For every request the server makes one `RequestStream` (gateway/server/stream.py), which
+satisfies `RequestContext`, and awaits `app(ctx)`. The same pipeline therefore serves
+HTTP/1.1, HTTP/2 and HTTP/3. The pipeline is a chain of middleware (`App -> App`) composed
+in one place (gateway/pipeline/chain.py); a middleware that observes or rewrites the
+response wraps the context in a `ContextProxy` and overrides what it needs.
 """
 
 from __future__ import annotations
@@ -16,13 +18,16 @@ from gateway.protocol.events import Headers, Request
 
 class RequestContext(Protocol):
     request: Request
-    client: tuple[str, int]  # peer address and port
+    client: tuple[str, int]  # peer address and port (a trusted proxy's client, once resolved)
     server: tuple[str, int]  # local address and port the request arrived on
-    tls: bool
+    tls: bool  # the request came over TLS (or a trusted proxy says its client used https)
     # set when the peer is gone (reset stream, closed socket): stop work, send nothing more
     disconnected: asyncio.Event
+    # set when the server answers the request itself (a request it could not parse, the
+    # fallback 500 after the app failed, a timeout): the chain runs, the router does not
+    error_status: int | None
 
-    async def receive(self) -> bytes | None:
+    def receive(self) -> Awaitable[bytes | None]:
         """Next request-body chunk; None once the body is complete.
 
         Reading is flow-controlled: while the pipeline does not call receive(), the
@@ -34,18 +39,51 @@ class RequestContext(Protocol):
         """The whole request body if it has all arrived already, else None (use receive())."""
         ...
 
-    async def send_response(self, status: int, headers: Headers) -> None:
+    def send_response(self, status: int, headers: Headers) -> Awaitable[None]:
         """Start the response. Headers are lower-case names; the connection layer adds
         date, server, alt-svc and framing headers (content-length / chunked) itself."""
         ...
 
-    async def send_data(self, data: bytes) -> None:
+    def send_data(self, data: bytes) -> Awaitable[None]:
         """Send body bytes; returns once the transport can take more (backpressure)."""
         ...
 
-    async def end(self) -> None:
+    def end(self) -> Awaitable[None]:
         """Finish the response (final chunk, END_STREAM)."""
         ...
 
 
 App = Callable[[RequestContext], Awaitable[None]]
+Middleware = Callable[[App], App]
+
+
+class ContextProxy:
+    """A RequestContext around another that forwards everything. Middleware subclass it to
+    see or rewrite the response (override send_response / send_data / end) or to change what
+    later stages see of the request (assign request, client, tls)."""
+
+    __slots__ = ("client", "disconnected", "error_status", "inner", "request", "server", "tls")
+
+    def __init__(self, inner: RequestContext) -> None:
+        self.inner = inner
+        self.request = inner.request
+        self.client = inner.client
+        self.server = inner.server
+        self.tls = inner.tls
+        self.disconnected = inner.disconnected
+        self.error_status = inner.error_status
+
+    def receive(self) -> Awaitable[bytes | None]:
+        return self.inner.receive()
+
+    def take_complete_body(self) -> bytes | None:
+        return self.inner.take_complete_body()
+
+    def send_response(self, status: int, headers: Headers) -> Awaitable[None]:
+        return self.inner.send_response(status, headers)
+
+    def send_data(self, data: bytes) -> Awaitable[None]:
+        return self.inner.send_data(data)
+
+    def end(self) -> Awaitable[None]:
+        return self.inner.end()

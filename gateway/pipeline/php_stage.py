@@ -37,8 +37,8 @@ class PhpStage:
         self.pool = pool
         self.options = options
 
-    async def __call__(self, ctx: RequestContext, script: Script, document_root: str) -> int:
-        """Runs the script for this request; returns the status sent (for logs/metrics)."""
+    async def __call__(self, ctx: RequestContext, script: Script, document_root: str) -> None:
+        """Runs the script for this request."""
         req = ctx.request
         php_req = build_request(
             method=req.method,
@@ -63,22 +63,24 @@ class PhpStage:
         try:
             call = self.pool.submit(php_req, self.options.request_timeout)
         except Overloaded:
-            return await self._refuse(ctx, 503, b"PHP workers are busy, retry shortly.\n")
+            await self._refuse(ctx, 503, b"PHP workers are busy, retry shortly.\n")
+            return
         except PoolStopped:
-            return await self._refuse(ctx, 503, b"The server is shutting down.\n")
+            await self._refuse(ctx, 503, b"The server is shutting down.\n")
+            return
 
         pump: asyncio.Task[None] | None = None
         if not php_req.body_complete:
             pump = asyncio.create_task(self._pump_body(ctx, call))
         try:
-            return await self._relay(ctx, call)
+            await self._relay(ctx, call)
         except TimeoutError:
             call.interrupt()
             log.warning("request timeout", uri=req.target.decode("latin-1"),
                         timeout=self.options.request_timeout)
-            if call.status == 0:
-                return await self._refuse(ctx, 504, b"The PHP script took too long.\n")
-            raise
+            if call.status != 0:
+                raise  # the response has started: only a reset or a close can tell
+            await self._refuse(ctx, 504, b"The PHP script took too long.\n")
         except (ConnectionError, asyncio.CancelledError):
             call.cancel()
             raise
@@ -86,12 +88,13 @@ class PhpStage:
             if pump is not None and not pump.done():
                 pump.cancel()
 
-    async def _relay(self, ctx: RequestContext, call: PhpCall) -> int:
+    async def _relay(self, ctx: RequestContext, call: PhpCall) -> None:
         head = await call.response()
         if head is None:
             outcome = await call.wait_done()
             log.error("script ended without a response", outcome=str(outcome))
-            return await self._refuse(ctx, 500, b"")
+            await self._refuse(ctx, 500, b"")
+            return
         status, headers = head
         status, headers = _clean_headers(status, headers)
         if _is_event_stream(headers):
@@ -106,13 +109,12 @@ class PhpStage:
             if body:
                 await ctx.send_data(body)
             await ctx.end()
-            return status
+            return
         await ctx.send_response(status, headers)
         if not head_only:
             while data := await call.read():
                 await ctx.send_data(data)
         await ctx.end()
-        return status
 
     async def _pump_body(self, ctx: RequestContext, call: PhpCall) -> None:
         try:
@@ -126,9 +128,9 @@ class PhpStage:
             return
         call.end_body()
 
-    async def _refuse(self, ctx: RequestContext, status: int, body: bytes) -> int:
+    async def _refuse(self, ctx: RequestContext, status: int, body: bytes) -> None:
         extra = [(b"retry-after", str(self.options.retry_after).encode())] if status == 503 else []
-        return await respond(ctx, status, body, extra)
+        await respond(ctx, status, body, extra)
 
 def _is_event_stream(headers: Headers) -> bool:
     for name, value in headers:

@@ -1,13 +1,13 @@
 """Events between the sans-IO protocol adapters and the per-request pipeline.
 
 The adapters (http1, http2, http3) turn bytes into these events and serialise the
-pipeline's answers; they never touch sockets. Every event carries the stream id
-(always 1 on HTTP/1.1, the h2/h3 stream id otherwise).
+pipeline's answers (their send_* methods); they never touch sockets. Every event but
+ProtocolError carries the stream id (always 1 on HTTP/1.1, the h2/h3 stream id otherwise).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -24,6 +24,9 @@ class Request:
     # Content-Length if the request declared one, None for chunked / h2 / h3 without it
     content_length: int | None = None
     has_body: bool = True  # False when the request is known to carry no body
+    # non-zero: the adapter refuses the request with this status (413, 431, 501...); the
+    # server answers it through the pipeline's chain without running the router
+    refused: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +37,14 @@ class Body:
 
 @dataclass(frozen=True, slots=True)
 class EndBody:
+    stream_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class BodyTooLarge:
+    """The request body passed MAX_BODY_SIZE: answer 413 (or abort a started response);
+    the adapter takes no more of it."""
+
     stream_id: int
 
 
@@ -53,22 +64,4 @@ class ProtocolError:
     close: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    stream_id: int
-    status: int
-    headers: Headers = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Data:
-    stream_id: int
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class EndData:
-    stream_id: int
-
-
-Event = Request | Body | EndBody | StreamReset | ProtocolError
+Event = Request | Body | EndBody | BodyTooLarge | StreamReset | ProtocolError

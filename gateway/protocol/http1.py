@@ -22,6 +22,7 @@ import h11
 import httptools
 
 from gateway.protocol.events import Body, EndBody, Headers, ProtocolError, Request
+from gateway.protocol.request_fields import valid_host
 from gateway.protocol.response_headers import REASONS, ResponseDefaults, check_header
 
 PARSERS: Final = ("httptools", "h11")
@@ -60,6 +61,8 @@ _FRAMING_NAMES: Final = frozenset(
 )
 # h11's grammar, so both parsers agree: extensions are discarded, whatever they hold
 _CHUNK_LINE: Final = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;[^\n]*)?[ \t]*")
+# nginx's NGX_MAX_OFF_T_VALUE: a chunk size (or a body) beyond it is malformed, 400
+MAX_CHUNK_SIZE: Final = (1 << 63) - 1
 _BLANK_LINE: Final = re.compile(rb"\n\r?\n")
 _FIELD_CONTINUATION: Final = re.compile(rb"[ \t]+(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?[ \t]*")
 _FIELD_LINE: Final = re.compile(
@@ -93,6 +96,15 @@ class _Reject(Exception):
         self.reason = reason
 
 
+def _promised(received: int, pending: int, limit: int) -> None:
+    """Judge a body by what its chunk headers announce, before the bytes come, as nginx
+    does: `received` bytes so far plus `pending` announced but not yet received."""
+    if pending > MAX_CHUNK_SIZE or received + pending > MAX_CHUNK_SIZE:
+        raise _Reject(400, "chunk size too large")
+    if received + pending > limit:
+        raise _Reject(413, "request body larger than the limit")
+
+
 class _ChunkDecoder(Protocol):
     def decode(self, data: bytes, pos: int, end: int) -> tuple[list[bytes], int, bool]:
         """Decode data[pos:end]; return (body pieces, new position, body finished)."""
@@ -104,16 +116,20 @@ class _Backend(Protocol):
         """Parse the head data[start:end] (ending in CRLFCRLF); lower-case names."""
         ...
 
-    def chunk_decoder(self) -> _ChunkDecoder: ...
+    def chunk_decoder(self, max_body: int) -> _ChunkDecoder:
+        """A decoder for one chunked body of at most `max_body` bytes."""
+        ...
 
 
 class _ChunkedReader:
     """Strict chunked decoder (RFC 9112 §7.1) with h11's grammar, for the httptools path."""
 
-    __slots__ = ("_max_line", "_need_crlf", "_remaining", "_trailer")
+    __slots__ = ("_max_body", "_max_line", "_need_crlf", "_received", "_remaining", "_trailer")
 
-    def __init__(self, max_line: int) -> None:
+    def __init__(self, max_line: int, max_body: int) -> None:
         self._max_line = max_line
+        self._max_body = max_body
+        self._received = 0  # body bytes of the chunks completed so far
         self._remaining = 0
         self._need_crlf = False
         self._trailer = False
@@ -167,6 +183,8 @@ class _ChunkedReader:
             if match is None:
                 raise _Reject(400, "malformed chunk size")
             size = int(match[1], 16)
+            _promised(self._received, size, self._max_body)
+            self._received += size
             pos = eol + 2
             if size:
                 self._remaining = size
@@ -216,15 +234,17 @@ class _HttptoolsBackend:
             raise _Reject(501 if "Transfer-Encoding" in reason else 400, reason) from None
         return headers
 
-    def chunk_decoder(self) -> _ChunkDecoder:
-        return _ChunkedReader(self._max_line)
+    def chunk_decoder(self, max_body: int) -> _ChunkDecoder:
+        return _ChunkedReader(self._max_line, max_body)
 
 
 class _H11Chunks:
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_max_body", "_received")
 
-    def __init__(self, conn: h11.Connection) -> None:
+    def __init__(self, conn: h11.Connection, max_body: int) -> None:
         self._conn = conn
+        self._max_body = max_body
+        self._received = 0
 
     def decode(self, data: bytes, pos: int, end: int) -> tuple[list[bytes], int, bool]:
         conn = self._conn
@@ -238,9 +258,13 @@ class _H11Chunks:
                 raise _Reject(exc.error_status_hint, str(exc)) from None
             if isinstance(event, h11.Data):
                 out.append(bytes(event.data))
+                self._received += len(event.data)
             elif isinstance(event, h11.EndOfMessage):
                 return out, end - len(conn.trailing_data[0]), True
             else:
+                # h11 keeps a parsed chunk size to itself (its reader's remaining count)
+                pending = getattr(getattr(conn, "_reader", None), "_bytes_in_chunk", 0)
+                _promised(self._received, pending, self._max_body)
                 return out, end, False
 
 
@@ -271,21 +295,21 @@ class _H11Backend:
         self._conn = conn
         return list(event.headers)
 
-    def chunk_decoder(self) -> _ChunkDecoder:
+    def chunk_decoder(self, max_body: int) -> _ChunkDecoder:
         assert self._conn is not None
-        return _H11Chunks(self._conn)
+        return _H11Chunks(self._conn, max_body)
 
 
 def _tokens(value: bytes) -> set[bytes]:
     return {token.strip(b" \t") for token in value.lower().split(b",")}
 
 
-class H1Connection:
+class Http1Adapter:
     """One HTTP/1.x connection, server side, without I/O.
 
     Feed bytes with receive_data(), pull events with next_event(); answer with
     send_response()/send_data()/send_end() (they return the bytes to write), then call
-    start_next_cycle(). After a ProtocolError write data_to_send() and close.
+    start_next_cycle(). After a ProtocolError answer with send_response() and close.
     """
 
     def __init__(
@@ -318,7 +342,6 @@ class H1Connection:
         self._data = b""
         self._pos = 0
         self._state = _HEAD
-        self._outbox = b""
         self._scanned = 0  # bytes after _pos known to hold no complete head
         self._eol = -1  # end of the request line after _pos, once seen
         self._draining = False
@@ -500,6 +523,8 @@ class H1Connection:
             raise _Reject(501, "unsupported Transfer-Encoding")
         if hosts > 1 or (http11 and hosts == 0):
             raise _Reject(400, "missing or repeated Host")
+        if host is not None and not valid_host(host):
+            raise _Reject(400, "invalid Host")  # RFC 9112 §3.2; it would become SERVER_NAME
         self.requests += 1
         content_length: int | None = None
         chunked = False
@@ -557,7 +582,7 @@ class H1Connection:
         )
         if chunked:
             self._state = _BODY_CHUNKED
-            self._decoder = self._backend.chunk_decoder()
+            self._decoder = self._backend.chunk_decoder(self._max_body_bytes)
         else:
             self._state = _BODY_LENGTH
             self._remaining = content_length or 0
@@ -602,17 +627,13 @@ class H1Connection:
         return Body(1, chunk)
 
     def _reject(self, status: int, reason: str) -> ProtocolError:
-        self._state = _CLOSED
-        self._keep_alive = False
-        if not self._response_started:
-            self._outbox += self.error_response(status)
+        self.refuse()
         return ProtocolError(status, reason)
 
-    def data_to_send(self) -> bytes:
-        """Bytes the adapter produced on its own (error responses); write them, then close."""
-        out = self._outbox
-        self._outbox = b""
-        return out
+    def refuse(self) -> None:
+        """Parse nothing more: the error answer (sent like any response) closes the connection."""
+        self._state = _CLOSED
+        self._keep_alive = False
 
     # -- output ----------------------------------------------------------------------------
 
@@ -634,6 +655,10 @@ class H1Connection:
         if not self._response_started:
             self._keep_alive = False
 
+    def close_after_response(self) -> None:
+        """The response about to start ends the connection (`connection: close`)."""
+        self._keep_alive = False
+
     def continue_response(self) -> bytes:
         """The interim 100 Continue, once, if the client asked for it and nothing was sent yet."""
         if self._expect_continue and not self._response_started:
@@ -646,8 +671,6 @@ class H1Connection:
             raise RuntimeError("response already started")
         if status < 200 or status > 599:
             raise ValueError(f"invalid final status {status}")
-        self._response_started = True
-        self._expect_continue = False
         parts = [_STATUS_LINES[status], self._defaults.h1]
         length: bytes | None = None
         close = not self._keep_alive
@@ -660,6 +683,9 @@ class H1Connection:
                 continue  # framing and connection management are ours
             check_header(name, value)
             parts += (name, b": ", value, b"\r\n")
+        # started only once every header passed: a refused one leaves room for a 500
+        self._response_started = True
+        self._expect_continue = False
         if self._head or status == 304 or status == 204:
             self._mode = _NO_BODY
             if length is not None and status != 204:
@@ -712,22 +738,6 @@ class H1Connection:
             self._keep_alive = False
             raise RuntimeError("response body shorter than its content-length")
         return b""
-
-    def error_response(self, status: int) -> bytes:
-        """A complete plain-text response that also closes the connection."""
-        self._response_started = True
-        self._response_done = True
-        self._keep_alive = False
-        body = b"%d %s\n" % (status, REASONS.get(status, b""))
-        return b"".join(
-            (
-                _STATUS_LINES.get(status) or b"HTTP/1.1 %d \r\n" % status,
-                self._defaults.h1,
-                b"content-type: text/plain; charset=utf-8\r\ncontent-length: %d\r\n" % len(body),
-                b"connection: close\r\n\r\n",
-                b"" if self._head else body,
-            )
-        )
 
     def start_next_cycle(self) -> bool:
         """After a finished response: True if the connection may carry another request."""

@@ -31,10 +31,10 @@ import h2.stream
 import hyperframe.frame
 from hyperframe.frame import GoAwayFrame
 
-from gateway.protocol.events import Body, EndBody, Headers, Request, StreamReset
+from gateway.protocol.events import Body, BodyTooLarge, EndBody, Headers, Request, StreamReset
 from gateway.protocol.hpack_memo import MemoDecoder, MemoEncoder
 from gateway.protocol.request_fields import malformed_h2_request, split_request_fields
-from gateway.protocol.response_headers import STATUS, ResponseDefaults, response_fields
+from gateway.protocol.response_headers import ResponseDefaults, response_fields
 
 
 def _short_data_repr(data: bytes | None) -> str:
@@ -79,11 +79,12 @@ class ConnectionClosed:
     reason: str
 
 
-H2Event = Request | Body | EndBody | StreamReset | WindowOpened | ConnectionClosed
+H2Event = Request | Body | EndBody | BodyTooLarge | StreamReset | WindowOpened | ConnectionClosed
 
 
 class _Stream:
-    __slots__ = ("done", "head", "opened", "received", "receiving", "send_remaining", "started")
+    __slots__ = ("done", "head", "opened", "received", "receiving", "send_remaining", "started",
+                 "stop_upload")
 
     def __init__(self, opened: float, head: bool, receiving: bool) -> None:
         self.opened = opened
@@ -93,9 +94,10 @@ class _Stream:
         self.started = False  # response headers sent
         self.done = False  # response finished (END_STREAM or reset)
         self.send_remaining = -1  # declared content-length still to send, -1 if none
+        self.stop_upload = False  # the body passed the limit: RST_STREAM(NO_ERROR) at the end
 
 
-class Http2Connection:
+class Http2Adapter:
     """One HTTP/2 connection, server side, without I/O."""
 
     def __init__(
@@ -231,28 +233,19 @@ class Http2Connection:
         length = fields.content_length  # h2 has checked it, except on HEAD
         content_length = int(length) if length is not None and length.isdigit() else None
         ended = event.stream_ended is not None
+        # refused requests are answered by the server's chain; an unfinished upload is
+        # stopped with RST_STREAM(NO_ERROR) after the answer (stream_finished)
+        refused = 0
         if method == b"CONNECT":
-            self._refuse(stream_id, 501, ended)
-            return
-        if content_length is not None and content_length > self._max_body_bytes:
-            self._refuse(stream_id, 413, ended)
-            return
+            refused = 501
+        elif content_length is not None and content_length > self._max_body_bytes:
+            refused = 413
         # receiving stays True until StreamEnded, which turns into EndBody even without a body
         self._streams[stream_id] = _Stream(self._clock(), method == b"HEAD", True)
         out.append(
             Request(stream_id, method, path, headers, "2", authority, self._scheme,
-                    content_length, not ended)
+                    content_length, not ended, refused)
         )
-
-    def _refuse(self, stream_id: int, status: int, ended: bool) -> None:
-        """Answer without the app; stop an unfinished upload with RST_STREAM(NO_ERROR)."""
-        self._h2.send_headers(
-            stream_id, [(b":status", STATUS[status]), *self._defaults.h2,
-                        (b"content-length", b"0")],
-            end_stream=True,
-        )
-        if not ended:
-            self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.NO_ERROR)
 
     def _on_data(self, event: h2.events.DataReceived, out: list[H2Event]) -> None:
         stream_id = event.stream_id
@@ -269,13 +262,8 @@ class Http2Connection:
         if stream.received > self._max_body_bytes:
             self._ack(stream_id, len(data))
             stream.receiving = False
-            if not stream.started:
-                stream.started = True
-                self._refuse(stream_id, 413, False)
-            else:
-                self._reset(stream_id, h2.errors.ErrorCodes.CANCEL)
-            stream.done = True
-            out.append(StreamReset(stream_id))
+            stream.stop_upload = True
+            out.append(BodyTooLarge(stream_id))
             return
         if data:
             out.append(Body(stream_id, bytes(data)))
@@ -316,11 +304,11 @@ class Http2Connection:
             raise RuntimeError("response already started")
         if status < 200 or status > 599:
             raise ValueError(f"invalid final status {status}")
-        stream.started = True
         # connection-specific headers are illegal in HTTP/2 (RFC 9113 §8.2.2)
         out, stream.send_remaining = response_fields(
             status, headers, self._defaults, _DROPPED_RESPONSE_HEADERS
         )
+        stream.started = True  # only now: a refused header block still allows a 500
         if stream.done or self.closed:
             return  # reset or connection over meanwhile: nothing may be sent
         bodyless = stream.head or status == 204 or status == 304
@@ -429,7 +417,7 @@ class Http2Connection:
     def stream_finished(self, stream_id: int) -> None:
         """The app task of this stream is over: forget it (and stop an upload nobody reads)."""
         stream = self._streams.pop(stream_id, None)
-        if stream is not None and stream.receiving and not self.closed:
+        if stream is not None and (stream.receiving or stream.stop_upload) and not self.closed:
             stream.receiving = False
             self._reset(stream_id, h2.errors.ErrorCodes.NO_ERROR)
 

@@ -1,6 +1,6 @@
 """HTTP/3 server adapter over aioquic, sans-IO: datagrams in, events out, datagrams back.
 
-One `Http3Connection` is one QUIC connection. It feeds aioquic's `QuicConnection` and
+One `Http3Adapter` is one QUIC connection. It feeds aioquic's `QuicConnection` and
 `H3Connection`, turns their events into the Request/Body/EndBody/StreamReset events every
 adapter emits (plus CidIssued/CidRetired/ConnectionClosed for the UDP layer) and serialises
 the pipeline's answers. Waiting (for the app, for the peer) is the caller's job.
@@ -58,7 +58,7 @@ from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
 
-from gateway.protocol.events import Body, EndBody, Headers, Request, StreamReset
+from gateway.protocol.events import Body, BodyTooLarge, EndBody, Headers, Request, StreamReset
 from gateway.protocol.request_fields import split_request_fields
 from gateway.protocol.response_headers import STATUS, ResponseDefaults, response_fields
 
@@ -98,7 +98,10 @@ class ConnectionClosed:
     reason: str
 
 
-H3AdapterEvent = Request | Body | EndBody | StreamReset | CidIssued | CidRetired | ConnectionClosed
+H3AdapterEvent = (
+    Request | Body | EndBody | BodyTooLarge | StreamReset | CidIssued | CidRetired
+    | ConnectionClosed
+)
 
 
 def is_request_stream(stream_id: int) -> bool:
@@ -225,7 +228,7 @@ class _Stream:
         self.quic_ended = not receiving  # the peer's side of the stream is finished or reset
 
 
-class Http3Connection:
+class Http3Adapter:
     """One QUIC connection carrying HTTP/3, server side, without I/O.
 
     Feed it with receive_datagram() and handle_timer(), then take events() and send
@@ -246,7 +249,7 @@ class Http3Connection:
         rapid_reset_window: float = 30.0,
     ) -> None:
         if configuration.is_client:
-            raise ValueError("Http3Connection is the server side: is_client must be False")
+            raise ValueError("Http3Adapter is the server side: is_client must be False")
         if max_header_list_size >= configuration.max_stream_data:
             # a header block is credited only once parsed: it must fit in one stream window
             raise ValueError("max_header_list_size must be smaller than the stream window")
@@ -407,9 +410,9 @@ class Http3Connection:
             self._reject(stream_id, ended)
             return
         request = self._parse_request(stream_id, event.headers, ended)
-        if isinstance(request, int):
-            self._refuse(stream_id, request, ended)
-            return
+        if isinstance(request, int):  # answered by the server's chain with what is known
+            request = Request(stream_id, b"", b"", [], "3", b"", "https", None, not ended,
+                              request)
         self.streams_opened += 1
         stream = _Stream(request.method == b"HEAD", not ended)
         self._streams[stream_id] = stream
@@ -429,8 +432,6 @@ class Http3Connection:
         # an unknown one is :protocol, and we do not offer extended CONNECT
         if method is None or _TOKEN.fullmatch(method) is None or not pseudo.keys() <= _PSEUDO:
             return 400
-        if method == b"CONNECT":
-            return 501
         scheme, path = pseudo.get(b":scheme"), pseudo.get(b":path")
         if scheme not in (b"https", b"http") or not path or _BAD_TARGET.search(path):
             return 400
@@ -441,11 +442,14 @@ class Http3Connection:
             return 400  # RFC 9114 §4.3.1: both present means both equal
         length = split.content_length
         content_length = int(length) if length is not None else None  # aioquic checked digits
-        if content_length is not None and content_length > self._max_body_bytes:
-            return 413
+        refused = 0
+        if method == b"CONNECT":
+            refused = 501
+        elif content_length is not None and content_length > self._max_body_bytes:
+            refused = 413
         return Request(
             stream_id, method, path, split.headers, "3", authority, "https", content_length,
-            not ended,
+            not ended, refused,
         )
 
     def _on_data(self, event: DataReceived) -> None:
@@ -469,13 +473,7 @@ class Http3Connection:
         stream.receiving = False
         self._ignored.add(stream_id)
         self.quic.stop_stream(stream_id, ErrorCode.H3_NO_ERROR)
-        if not stream.started:
-            stream.started = True
-            self._send_status(stream_id, 413)
-        else:
-            self.quic.reset_stream(stream_id, ErrorCode.H3_REQUEST_CANCELLED)
-        stream.done = True
-        self._events.append(StreamReset(stream_id))
+        self._events.append(BodyTooLarge(stream_id))
 
     def _on_peer_abort(self, stream_id: int, stopped: bool) -> None:
         """RESET_STREAM (request abandoned) or STOP_SENDING (response unwanted)."""

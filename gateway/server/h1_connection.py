@@ -1,5 +1,7 @@
-"""HTTP/1.1 over an asyncio transport: drives the sans-IO H1Connection, runs one app task
-per request, applies backpressure both ways and a timeout to every phase."""
+"""HTTP/1.1 over an asyncio transport: drives the sans-IO Http1Adapter, one RequestStream per
+request (gateway/server/stream.py), backpressure both ways and a timeout for every phase
+between requests. A request the adapter refuses is answered by a stream too, so the chain
+sees it; gateway/server/dispatch.py hands the connection over to HTTP/2 when asked."""
 
 from __future__ import annotations
 
@@ -7,93 +9,24 @@ import asyncio
 from typing import Final, cast
 
 from gateway.protocol.events import Body, EndBody, Headers, ProtocolError, Request
-from gateway.protocol.http1 import H1Connection, SwitchToH2, Wait
-from gateway.server.connection import (
-    BODY_HIGH_WATER,
-    LINGER_SECONDS,
-    READ_HIGH_WATER,
-    ServerState,
-    log,
-)
-from gateway.server.request_body import RequestBody
+from gateway.protocol.http1 import Http1Adapter, SwitchToH2, Wait
+from gateway.server.state import BODY_HIGH_WATER, LINGER_SECONDS, READ_HIGH_WATER, ServerState
+from gateway.server.stream import RequestStream
 
 _NO_TIMER, _HEAD_TIMER, _IDLE_TIMER, _LINGER_TIMER = range(4)
 _EMPTY: Final = b""
 _JOIN_UP_TO: Final = 8192  # a head and a body up to this size are joined into one write
 
 
-class H1Context(RequestBody):
-    """The RequestContext of one HTTP/1 request (see gateway/pipeline/context.py)."""
-
-    __slots__ = ("_proto", "client", "disconnected", "server", "tls")
-
-    _GONE = "the request is over: client gone or body abandoned"
-
-    def __init__(self, proto: H1Protocol, request: Request) -> None:
-        RequestBody.__init__(self, request)
-        self.client = proto.client
-        self.server = proto.server
-        self.tls = proto.tls
-        self.disconnected = proto.disconnected  # one request at a time: the connection's event
-        self._proto = proto
-
-    # the request body's hooks (gateway/server/request_body.py)
-
-    def _consumed(self, size: int) -> None:
-        proto = self._proto
-        if proto.body_blocked and self._buffered < BODY_HIGH_WATER and proto.current(self):
-            proto.unblock_body()
-
-    def _readable(self) -> bool:
-        return not self.disconnected.is_set() and self._proto.current(self)
-
-    def _wait_begins(self) -> None:
-        self._proto.want_body(self)
-
-    def _wait_over(self, timer: asyncio.TimerHandle | None) -> None:
-        self._proto.body_wait_over()
-
-    # the rest of the RequestContext API
-
-    def _usable(self) -> bool:
-        """False once the client is gone; raises if the app writes after its own end()."""
-        if self.disconnected.is_set():
-            return False
-        if not self._proto.current(self):
-            raise RuntimeError("this request's response is already finished")
-        return True
-
-    async def send_response(self, status: int, headers: Headers) -> None:
-        if self._usable():
-            self._proto.write_soon(self._proto.conn.send_response(status, headers))
-
-    async def send_data(self, data: bytes) -> None:
-        proto = self._proto
-        if not self._usable():
-            return
-        out = proto.conn.send_data(data)
-        if out:
-            proto.write_now(out)
-            if proto.write_paused:
-                await proto.wait_writable()
-
-    async def end(self) -> None:
-        proto = self._proto
-        if not self._usable():
-            return
-        proto.write_now(proto.conn.send_end())
-        proto.response_complete(self)
-
-
-class H1Protocol(asyncio.Protocol):
-    """One HTTP/1.x connection (cleartext or TLS); may hand itself over to HTTP/2."""
+class H1Connection(asyncio.Protocol):
+    """One HTTP/1.x connection (cleartext or TLS); the StreamOwner of its requests."""
 
     def __init__(self, state: ServerState, tls: bool) -> None:
         settings = state.settings
         self.state = state
         self.loop = state.loop
         self.tls = tls
-        self.conn = H1Connection(
+        self.conn = Http1Adapter(
             parser=settings.http1_parser,
             defaults=state.defaults,
             scheme="https" if tls else "http",
@@ -104,21 +37,17 @@ class H1Protocol(asyncio.Protocol):
         )
         self.client: tuple[str, int] = ("", 0)
         self.server: tuple[str, int] = ("", 0)
-        self.disconnected = asyncio.Event()
         self.transport: asyncio.Transport | None = None
-        self.body_blocked = False
-        self.write_paused = False
-        self._ctx: H1Context | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._task_running = False
+        self._stream: RequestStream | None = None  # the request whose response is not done
+        self._body_blocked = False
+        self._write_paused = False
         self._read_paused = False
-        self._drain_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_kind = _NO_TIMER
-        self._body_timer: asyncio.TimerHandle | None = None
         self._pending: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
         self._closing = False
+        self._refused = False  # the adapter refused a request: close after the answer, lingering
         self._registered = False
 
     # -- transport callbacks -------------------------------------------------------------------
@@ -132,11 +61,6 @@ class H1Protocol(asyncio.Protocol):
             self.client = (str(peer[0]), int(peer[1]))
         if isinstance(local, tuple):
             self.server = (str(local[0]), int(local[1]))
-        if self.tls:
-            ssl_object = transport.get_extra_info("ssl_object")
-            if ssl_object is not None and ssl_object.selected_alpn_protocol() == "h2":
-                self._switch_to_h2(SwitchToH2(data=b""), register=True)
-                return
         self._registered = True
         self.state.opened(self)
         if self.state.draining:
@@ -158,31 +82,21 @@ class H1Protocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
         self._cancel_timers()
-        self.disconnected.set()
-        ctx = self._ctx
-        if ctx is not None:
-            ctx._wake()
-            if self._task is not None and self._task_running and not self.conn.response_done:
-                self._task.cancel()  # the response can never complete: stop the app
-        self._ctx = None
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        stream = self._stream
+        self._stream = None
+        if stream is not None:
+            stream.disconnect()
         if self._registered:
             self._registered = False
             self.state.closed(self)
 
     def pause_writing(self) -> None:
-        self.write_paused = True
+        self._write_paused = True
 
     def resume_writing(self) -> None:
-        self.write_paused = False
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def current(self, ctx: H1Context) -> bool:
-        return ctx is self._ctx
+        self._write_paused = False
+        if self._stream is not None:
+            self._stream.wake_sender()
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -190,20 +104,22 @@ class H1Protocol(asyncio.Protocol):
         if self._closing:
             return  # e.g. a pipelined request scheduled before the connection went away
         conn = self.conn
-        while not self.body_blocked:
+        while not self._body_blocked:
             event = conn.next_event()
             kind = type(event)
             if kind is Body:
-                assert isinstance(event, Body) and self._ctx is not None
-                self._ctx._feed(event.data)
-                if self._ctx._buffered >= BODY_HIGH_WATER:
-                    self.body_blocked = True
+                assert isinstance(event, Body)
+                stream = self._stream
+                if stream is not None:
+                    stream.feed(event.data)
+                    if stream.buffered >= BODY_HIGH_WATER:
+                        self._body_blocked = True
             elif kind is Request:
                 assert isinstance(event, Request)
-                self._start(event)
+                self._start(event, None)
             elif kind is EndBody:
-                if self._ctx is not None:
-                    self._ctx._end_body()
+                if self._stream is not None:
+                    self._stream.end_body()
             elif event is Wait.NEED_DATA:
                 if conn.awaiting_head and conn.buffered and self._timer_kind != _HEAD_TIMER:
                     self._arm(_HEAD_TIMER)
@@ -212,11 +128,16 @@ class H1Protocol(asyncio.Protocol):
                 break
             elif kind is ProtocolError:
                 assert isinstance(event, ProtocolError)
-                self._protocol_error()
+                self._refuse(event.status)
                 return
             else:
                 assert isinstance(event, SwitchToH2)
-                self._switch_to_h2(event, register=False)
+                from gateway.server.dispatch import switch_to_h2
+
+                self._closing = True  # the transport now belongs to an H2Connection
+                self._registered = False
+                self._cancel_timers()
+                switch_to_h2(self, event)
                 return
         transport = self.transport
         if transport is None:
@@ -229,44 +150,99 @@ class H1Protocol(asyncio.Protocol):
             self._read_paused = False
             transport.resume_reading()
 
-    def _start(self, request: Request) -> None:
+    def _start(self, request: Request, error_status: int | None) -> None:
         if self._timer_kind != _NO_TIMER:
             self._cancel_timer()
-        ctx = H1Context(self, request)
-        self._ctx = ctx
-        self._task_running = False
-        self._task = self.loop.create_task(self._run(ctx), context=self.state.context.copy())
+        stream = RequestStream(self, request, self.client, self.server, self.tls, error_status)
+        self._stream = stream
+        stream.start()
 
-    def want_body(self, ctx: H1Context) -> None:
-        """The app waits for body bytes: ask for them (100 Continue) and time the wait."""
+    def _refuse(self, status: int) -> None:
+        """The adapter refused the request (malformed, too large, too slow): answer through a
+        stream, then close. A request already running is failed with that status instead."""
+        self._body_blocked = True  # nothing more is parsed on this connection
+        self._refused = True
+        stream = self._stream
+        if stream is not None:
+            stream.fail(status)
+        else:
+            request = Request(1, b"", b"", [], "1.1", has_body=False)  # nothing usable is known
+            self._start(request, status)
+
+    # -- StreamOwner (gateway/server/stream.py) ------------------------------------------------
+
+    def write_head(self, stream: RequestStream, status: int, headers: Headers) -> None:
+        if stream is self._stream:
+            if stream.error_status is not None:
+                # as nginx: an answer the server makes itself closes the connection, whose
+                # state (an unread or malformed body) cannot be trusted
+                self.conn.close_after_response()
+            self._write_soon(self.conn.send_response(status, headers))
+
+    def write_body(self, stream: RequestStream, data: bytes | memoryview) -> int:
+        if stream is self._stream:
+            out = self.conn.send_data(cast(bytes, data))  # takes all: never left a view
+            if out:
+                self._write_now(out)
+        return len(data)
+
+    def must_wait(self, stream: RequestStream, more: bool) -> bool:
+        return self._write_paused and not self._closing
+
+    def write_end(self, stream: RequestStream) -> None:
+        if stream is not self._stream:
+            return
+        self._write_now(self.conn.send_end())
+        self._stream = None
+        stream.close_body()  # the connection moves on: unread body is dropped or the socket closes
+        conn = self.conn
+        unread = conn.reading_body or conn.buffered > 0
+        if not conn.start_next_cycle():
+            self._close(linger=unread or self._refused)
+            return
+        self._body_blocked = False
+        if conn.buffered:
+            self._arm(_HEAD_TIMER)
+            # a pipelined request starts from a clean callback, not inside this app task
+            self.loop.call_soon(self._process, context=self.state.context)
+        else:
+            self._arm(_IDLE_TIMER)
+            if self._read_paused and self.transport is not None:
+                self._read_paused = False
+                self.transport.resume_reading()
+
+    def abort_stream(self, stream: RequestStream) -> None:
+        if stream is self._stream:
+            self.abort()  # part of a response is out: only closing tells the client
+
+    def body_consumed(self, stream: RequestStream, size: int) -> None:
+        if self._body_blocked and stream is self._stream and stream.buffered < BODY_HIGH_WATER \
+                and not self._closing and not self.conn.awaiting_head:
+            self._body_blocked = False
+            self._process()
+
+    def body_wanted(self, stream: RequestStream) -> None:
+        if stream is not self._stream:
+            return
         interim = self.conn.continue_response()
         if interim:
-            self.write_now(interim)
-        if self.body_blocked:
-            self.unblock_body()
-        if self._body_timer is None:
-            self._body_timer = self.loop.call_later(
-                self.state.settings.body_timeout, self._body_timed_out
-            )
+            self._write_now(interim)
+        if self._body_blocked and stream.buffered < BODY_HIGH_WATER and not self._closing:
+            self._body_blocked = False
+            self._process()
 
-    def body_wait_over(self) -> None:
-        if self._body_timer is not None:
-            self._body_timer.cancel()
-            self._body_timer = None
-
-    def unblock_body(self) -> None:
-        self.body_blocked = False
-        self._process()
+    def stream_over(self, stream: RequestStream) -> None:
+        pass  # HTTP/1 moves on when the response ends (write_end), not when the app does
 
     # -- writing -------------------------------------------------------------------------------
 
-    def write_soon(self, data: bytes) -> None:
-        """Queue bytes; they leave with the next write_now or at the end of this loop pass."""
+    def _write_soon(self, data: bytes) -> None:
+        """Queue bytes; they leave with the next _write_now or at the end of this loop pass."""
         self._pending.append(data)
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush)
 
-    def write_now(self, data: bytes) -> None:
+    def _write_now(self, data: bytes) -> None:
         pending = self._pending
         if pending:
             pending.append(data)
@@ -282,91 +258,9 @@ class H1Protocol(asyncio.Protocol):
     def _flush(self) -> None:
         self._flush_handle = None
         if self._pending:
-            self.write_now(_EMPTY)
+            self._write_now(_EMPTY)
 
-    async def wait_writable(self) -> None:
-        """Backpressure: return once the transport buffer is below its low-water mark."""
-        while self.write_paused and not self.disconnected.is_set():
-            waiter = self._drain_waiter
-            if waiter is None or waiter.done():
-                waiter = self._drain_waiter = self.loop.create_future()
-            timer = self.loop.call_later(self.state.settings.send_timeout, self._send_timed_out)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-
-    def response_complete(self, ctx: H1Context) -> None:
-        if ctx is not self._ctx:
-            return
-        self.state.requests_served += 1
-        self._ctx = None
-        self.body_wait_over()
-        conn = self.conn
-        unread = conn.reading_body or conn.buffered > 0
-        if not conn.start_next_cycle():
-            self._close(linger=unread)
-            return
-        self.body_blocked = False
-        if conn.buffered:
-            self._arm(_HEAD_TIMER)
-            # a pipelined request starts from a clean callback, not inside this app task
-            self.loop.call_soon(self._process, context=self.state.context)
-        else:
-            self._arm(_IDLE_TIMER)
-            if self._read_paused and self.transport is not None:
-                self._read_paused = False
-                self.transport.resume_reading()
-
-    # -- the app ----------------------------------------------------------------------------
-
-    async def _run(self, ctx: H1Context) -> None:
-        if ctx is not self._ctx or self.disconnected.is_set():
-            return  # aborted before the app started
-        self._task_running = True
-        self.state.active_requests += 1
-        failed = False
-        try:
-            await self.state.app(ctx)
-        except asyncio.CancelledError:
-            return  # we cancelled it: the client is gone or the request was aborted
-        except Exception:
-            if self.disconnected.is_set():
-                return  # errors after the client left are expected, not worth a log line
-            failed = True
-            log.exception("app failed", method=ctx.request.method.decode("latin-1"),
-                          target=ctx.request.target.decode("latin-1"))
-        finally:
-            self.state.active_requests -= 1
-        if ctx is not self._ctx or self._closing:
-            return
-        conn = self.conn
-        if not conn.response_started:
-            self.write_now(conn.error_response(500))
-            self.response_complete(ctx)
-        elif not conn.response_done:
-            if not failed:
-                log.error("app returned without finishing its response",
-                          target=ctx.request.target.decode("latin-1"))
-            self.abort()  # part of a response is out: only closing tells the client
-
-    # -- errors, timeouts, closing ------------------------------------------------------------
-
-    def _protocol_error(self) -> None:
-        self.write_now(self.conn.data_to_send())
-        self._fail_request()
-        self._close(linger=True)
-
-    def _fail_request(self) -> None:
-        """Stop the app of an unfinished request (bad body, timeout, drain deadline)."""
-        ctx = self._ctx
-        if ctx is None:
-            return
-        self.disconnected.set()
-        ctx._wake()
-        if self._task is not None and self._task_running and not self.conn.response_done:
-            self._task.cancel()  # (a task that never started sees `disconnected` instead)
-        self._ctx = None
+    # -- timeouts and closing ------------------------------------------------------------------
 
     def _arm(self, kind: int) -> None:
         if self._timer is not None:
@@ -386,7 +280,6 @@ class H1Protocol(asyncio.Protocol):
 
     def _cancel_timers(self) -> None:
         self._cancel_timer()
-        self.body_wait_over()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -395,23 +288,15 @@ class H1Protocol(asyncio.Protocol):
         kind = self._timer_kind
         self._timer = None
         self._timer_kind = _NO_TIMER
-        if kind == _HEAD_TIMER and self.conn.buffered and not self.conn.response_started:
-            self.write_now(self.conn.error_response(408))  # part of a head came, too slowly
         if kind == _LINGER_TIMER:
             if self.transport is not None:
                 self.transport.close()
             return
+        if kind == _HEAD_TIMER and self.conn.buffered and self._stream is None:
+            self.conn.refuse()  # part of a head came, too slowly: 408, then close
+            self._refuse(408)
+            return
         self._close(linger=False)
-
-    def _body_timed_out(self) -> None:
-        self._body_timer = None
-        if not self.conn.response_started:
-            self.write_now(self.conn.error_response(408))
-        self._fail_request()
-        self._close(linger=True)
-
-    def _send_timed_out(self) -> None:
-        self.abort()  # the client stopped reading
 
     def _close(self, linger: bool) -> None:
         """Close after what was written; with linger, half-close and read-and-discard
@@ -420,7 +305,9 @@ class H1Protocol(asyncio.Protocol):
             return
         self._closing = True
         self._cancel_timers()
-        self._flush_now()
+        if self._pending and self.transport is not None:
+            self.transport.write(_EMPTY.join(self._pending))
+            self._pending.clear()
         transport = self.transport
         if transport is None:
             return
@@ -434,43 +321,19 @@ class H1Protocol(asyncio.Protocol):
         else:
             transport.close()
 
-    def _flush_now(self) -> None:
-        if self._pending and self.transport is not None:
-            self.transport.write(_EMPTY.join(self._pending))
-            self._pending.clear()
-
-    def _switch_to_h2(self, event: SwitchToH2, register: bool) -> None:
-        from gateway.server.h2_connection import H2Protocol
-
-        transport = self.transport
-        assert transport is not None
-        self._cancel_timers()
-        self._closing = True  # this object is done; H2Protocol owns the transport now
-        proto = H2Protocol(self.state, self.tls)
-        if register:
-            self.state.opened(proto)
-        else:
-            self.state.replaced(self, proto)
-        self._registered = False
-        transport.set_protocol(proto)
-        if self._read_paused:
-            self._read_paused = False
-            transport.resume_reading()
-        if event.reply:
-            transport.write(event.reply)
-        upgrade = (event.settings, event.request) if event.request is not None else None
-        proto.start(transport, self.client, self.server, event.data, upgrade)
-
-    # -- drain ------------------------------------------------------------------------------
+    # -- drain ---------------------------------------------------------------------------------
 
     def shutdown(self) -> None:
         self.conn.shutdown()
-        if self._ctx is None and self.conn.idle and not self._closing:
+        if self._stream is None and self.conn.idle and not self._closing:
             self._close(linger=False)
 
     def abort(self) -> None:
-        self._fail_request()
+        stream = self._stream
+        self._stream = None
         self._closing = True
         self._cancel_timers()
+        if stream is not None:
+            stream.disconnect()
         if self.transport is not None:
             self.transport.abort()

@@ -1,5 +1,6 @@
-"""HTTP/2 over an asyncio transport: drives the sans-IO Http2Connection, one app task per
-stream, flow control in both directions, GOAWAY on drain, stream resets cancel the app."""
+"""HTTP/2 over an asyncio transport: drives the sans-IO Http2Adapter, one RequestStream per
+HTTP/2 stream (gateway/server/stream.py), flow control in both directions, GOAWAY on drain;
+a stream reset by the peer stops its app."""
 
 from __future__ import annotations
 
@@ -8,123 +9,26 @@ from typing import cast
 
 import h2.errors
 
-from gateway.protocol.events import Body, EndBody, Headers, Request, StreamReset
-from gateway.protocol.http2 import ConnectionClosed, H2Event, Http2Connection, WindowOpened
-from gateway.server.connection import ServerState, log
-from gateway.server.request_body import RequestBody
+from gateway.protocol.events import Body, BodyTooLarge, EndBody, Headers, Request, StreamReset
+from gateway.protocol.http2 import ConnectionClosed, H2Event, Http2Adapter, WindowOpened
+from gateway.server.state import ServerState
+from gateway.server.stream import RequestStream
 
 # once this much body is queued in h2 it is written at once; less waits for the end of the
 # loop pass, so that the responses of concurrent streams share one write
 _FLUSH_NOW_BYTES = 65536
 
 
-class H2Context(RequestBody):
-    """The RequestContext of one HTTP/2 stream (see gateway/pipeline/context.py)."""
-
-    __slots__ = (
-        "_proto", "_window_waiter", "client", "disconnected", "done", "running", "server",
-        "started", "stream_id", "task", "tls",
-    )
-
-    _GONE = "stream reset or connection closed"
-
-    def __init__(self, proto: H2Protocol, request: Request) -> None:
-        # the body queue is bounded by the 64 KiB stream window we grant
-        RequestBody.__init__(self, request)
-        self.stream_id = request.stream_id
-        self.client = proto.client
-        self.server = proto.server
-        self.tls = proto.tls
-        self.disconnected = asyncio.Event()
-        self.started = False
-        self.done = False
-        self.running = False  # the app task has taken its first step
-        self.task: asyncio.Task[None] | None = None
-        self._proto = proto
-        self._window_waiter: asyncio.Future[None] | None = None
-
-    # the request body's hooks (gateway/server/request_body.py)
-
-    def _consumed(self, size: int) -> None:
-        self._proto.consumed(self.stream_id, size)
-
-    def _wait_begins(self) -> asyncio.TimerHandle:
-        proto = self._proto
-        return proto.loop.call_later(proto.state.settings.body_timeout, proto.body_timed_out, self)
-
-    def _wake(self) -> None:
-        RequestBody._wake(self)
-        self._window_opened()  # a send waiting for window looks again (and sees a reset)
-
-    def _window_opened(self) -> None:
-        waiter = self._window_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    # the rest of the RequestContext API
-
-    async def send_response(self, status: int, headers: Headers) -> None:
-        if self.disconnected.is_set():
-            return
-        if self.done:
-            raise RuntimeError("this stream's response is already finished")
-        self._proto.conn.send_response(self.stream_id, status, headers)
-        self.started = True
-        self._proto.flush_soon()
-
-    async def send_data(self, data: bytes) -> None:
-        proto = self._proto
-        conn = proto.conn
-        # a large body leaves in 16 KiB frames: slices of a view copy nothing
-        rest: bytes | memoryview = memoryview(data) if len(data) > 16384 else data
-        while rest and not self.disconnected.is_set():
-            taken = conn.send_data(self.stream_id, rest)
-            if taken:
-                # frames of many streams leave together, in one TLS write and syscall
-                proto.unflushed += taken
-                if proto.unflushed >= _FLUSH_NOW_BYTES:
-                    proto.flush()
-                else:
-                    proto.flush_soon()
-                rest = rest[taken:] if taken < len(rest) else b""
-                if proto.write_paused:
-                    await proto.wait_writable()
-            else:
-                await self._wait_window()
-
-    async def _wait_window(self) -> None:
-        proto = self._proto
-        waiter = proto.loop.create_future()
-        self._window_waiter = waiter
-        timer = proto.loop.call_later(
-            proto.state.settings.send_timeout, proto.abort_stream, self,
-            h2.errors.ErrorCodes.CANCEL,
-        )
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._window_waiter = None
-
-    async def end(self) -> None:
-        if self.disconnected.is_set() or self.done:
-            return
-        proto = self._proto
-        proto.conn.end_stream(self.stream_id)
-        self.done = True
-        proto.flush_soon()
-        proto.state.requests_served += 1
-
-
-class H2Protocol(asyncio.Protocol):
-    """One HTTP/2 connection; created by H1Protocol on ALPN h2, prior knowledge or h2c."""
+class H2Connection(asyncio.Protocol):
+    """One HTTP/2 connection (made by gateway/server/dispatch.py); the StreamOwner of its
+    streams."""
 
     def __init__(self, state: ServerState, tls: bool) -> None:
         settings = state.settings
         self.state = state
         self.loop = state.loop
         self.tls = tls
-        self.conn = Http2Connection(
+        self.conn = Http2Adapter(
             defaults=state.defaults,
             scheme="https" if tls else "http",
             max_concurrent_streams=settings.h2_max_concurrent_streams,
@@ -138,8 +42,7 @@ class H2Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.write_paused = False
         self.unflushed = 0  # body bytes queued in h2 since the last flush
-        self._streams: dict[int, H2Context] = {}
-        self._drain_waiter: asyncio.Future[None] | None = None
+        self._streams: dict[int, RequestStream] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._flush_handle: asyncio.Handle | None = None
         self._closing = False
@@ -149,7 +52,7 @@ class H2Protocol(asyncio.Protocol):
     # -- start and transport callbacks -----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Only for direct use; normally H1Protocol hands over with start()."""
+        """Only for direct use; normally H1Connection hands over with start()."""
         transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
@@ -201,11 +104,8 @@ class H2Protocol(asyncio.Protocol):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        for ctx in list(self._streams.values()):
-            self._stop(ctx)
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        for stream in list(self._streams.values()):
+            stream.disconnect()
         if self._registered:
             self._registered = False
             self.state.http2_connections -= 1
@@ -221,9 +121,8 @@ class H2Protocol(asyncio.Protocol):
         self.write_paused = False
         if self.transport is not None and not self._closing:
             self.transport.resume_reading()
-        waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        for stream in self._streams.values():
+            stream.wake_sender()
 
     # -- events ----------------------------------------------------------------------------
 
@@ -231,97 +130,96 @@ class H2Protocol(asyncio.Protocol):
         streams = self._streams
         for event in events:
             if isinstance(event, Body):
-                ctx = streams.get(event.stream_id)
-                if ctx is not None:
-                    ctx._feed(event.data)
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.feed(event.data)
                 else:
                     self.conn.acknowledge(event.stream_id, len(event.data))
             elif isinstance(event, Request):
                 self._start_stream(event)
             elif isinstance(event, EndBody):
-                ctx = streams.get(event.stream_id)
-                if ctx is not None:
-                    ctx._end_body()
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.end_body()
             elif isinstance(event, WindowOpened):
                 if event.stream_id == 0:
-                    for ctx in streams.values():
-                        ctx._window_opened()
+                    for stream in streams.values():
+                        stream.wake_sender()
                 else:
-                    ctx = streams.get(event.stream_id)
-                    if ctx is not None:
-                        ctx._window_opened()
+                    stream = streams.get(event.stream_id)
+                    if stream is not None:
+                        stream.wake_sender()
             elif isinstance(event, StreamReset):
-                ctx = streams.get(event.stream_id)
-                if ctx is not None:
-                    self._stop(ctx)
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.disconnect()
+            elif isinstance(event, BodyTooLarge):
+                stream = streams.get(event.stream_id)
+                if stream is not None:
+                    stream.fail(413)
             elif isinstance(event, ConnectionClosed):
                 # h2 sends nothing more once the connection is over: stop the apps now
-                for ctx in list(streams.values()):
-                    self._stop(ctx)
+                for stream in list(streams.values()):
+                    stream.disconnect()
                 self._close_transport()
                 return
 
     def _start_stream(self, request: Request) -> None:
         self._requested = True
         self._cancel_timer()
-        ctx = H2Context(self, request)
-        self._streams[request.stream_id] = ctx
-        ctx.task = self.loop.create_task(self._run(ctx), context=self.state.context.copy())
+        stream = RequestStream(self, request, self.client, self.server, self.tls,
+                               request.refused or None)
+        self._streams[request.stream_id] = stream
+        stream.start()
 
-    def _stop(self, ctx: H2Context) -> None:
-        """The stream is gone (peer reset, limit, connection lost): stop its app."""
-        ctx.disconnected.set()
-        ctx._wake()
-        # a task cancelled before its first step would skip _run's cleanup; it sees
-        # `disconnected` instead
-        if ctx.task is not None and ctx.running and not ctx.done:
-            ctx.task.cancel()
+    # -- StreamOwner (gateway/server/stream.py) --------------------------------------------
 
-    def consumed(self, stream_id: int, size: int) -> None:
-        self.conn.acknowledge(stream_id, size)
+    def write_head(self, stream: RequestStream, status: int, headers: Headers) -> None:
+        self.conn.send_response(stream.stream_id, status, headers)
         self.flush_soon()
 
-    # -- the app ---------------------------------------------------------------------------
-
-    async def _run(self, ctx: H2Context) -> None:
-        ctx.running = True
-        if ctx.disconnected.is_set():  # reset before the app even started
-            self._stream_finished(ctx)
-            return
-        failed = False
-        self.state.active_requests += 1
-        try:
-            await self.state.app(ctx)
-        except asyncio.CancelledError:
-            pass  # we cancelled it: the stream or the connection is gone
-        except Exception:
-            if not ctx.disconnected.is_set():
-                failed = True
-                log.exception("app failed", method=ctx.request.method.decode("latin-1"),
-                              target=ctx.request.target.decode("latin-1"))
-        finally:
-            self.state.active_requests -= 1
-        conn = self.conn
-        if not self._closing and not ctx.disconnected.is_set() and not ctx.done:
-            if not ctx.started:
-                conn.send_response(ctx.stream_id, 500, [(b"content-length", b"0")])
-                conn.end_stream(ctx.stream_id)
-                self.state.requests_served += 1
+    def write_body(self, stream: RequestStream, data: bytes | memoryview) -> int:
+        taken = self.conn.send_data(stream.stream_id, data)
+        if taken:
+            # frames of many streams leave together, in one TLS write and syscall
+            self.unflushed += taken
+            if self.unflushed >= _FLUSH_NOW_BYTES:
+                self.flush()
             else:
-                if not failed:
-                    log.error("app returned without finishing its response",
-                              target=ctx.request.target.decode("latin-1"))
-                conn.reset(ctx.stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
-            ctx.done = True
-        self._stream_finished(ctx)
+                self.flush_soon()
+        return taken
 
-    def _stream_finished(self, ctx: H2Context) -> None:
-        self._streams.pop(ctx.stream_id, None)
+    def must_wait(self, stream: RequestStream, more: bool) -> bool:
+        if self._closing:
+            return False
+        return self.write_paused or (more and not self.conn.sendable(stream.stream_id))
+
+    def write_end(self, stream: RequestStream) -> None:
+        self.conn.end_stream(stream.stream_id)
+        self.flush_soon()
+
+    def abort_stream(self, stream: RequestStream) -> None:
+        if not self._closing:
+            self.conn.reset(stream.stream_id, h2.errors.ErrorCodes.CANCEL
+                            if stream.disconnected.is_set()
+                            else h2.errors.ErrorCodes.INTERNAL_ERROR)
+            self.flush()
+        stream.disconnect()
+
+    def body_consumed(self, stream: RequestStream, size: int) -> None:
+        self.conn.acknowledge(stream.stream_id, size)
+        self.flush_soon()
+
+    def body_wanted(self, stream: RequestStream) -> None:
+        pass  # the peer sends while it has window; consuming grants more
+
+    def stream_over(self, stream: RequestStream) -> None:
+        self._streams.pop(stream.stream_id, None)
         if self._closing:
             return
         # body the app never read: give the connection window back
-        self.conn.acknowledge(ctx.stream_id, ctx._discard_unread())
-        self.conn.stream_finished(ctx.stream_id)
+        self.conn.acknowledge(stream.stream_id, stream.discard_unread())
+        self.conn.stream_finished(stream.stream_id)
         if not self._streams:
             if self.conn.draining:
                 self.conn.close()
@@ -329,20 +227,6 @@ class H2Protocol(asyncio.Protocol):
                 return
             self._arm_idle()
         self.flush_soon()
-
-    def body_timed_out(self, ctx: H2Context) -> None:
-        if not ctx.started and not ctx.done:
-            self.conn.send_response(ctx.stream_id, 408, [(b"content-length", b"0")])
-            self.conn.end_stream(ctx.stream_id)
-            ctx.started = ctx.done = True
-        self.abort_stream(ctx, h2.errors.ErrorCodes.CANCEL)
-
-    def abort_stream(self, ctx: H2Context, error_code: int) -> None:
-        """Our side gives up on a stream (timeouts): reset it and stop the app."""
-        if not ctx.done:
-            self.conn.reset(ctx.stream_id, error_code)
-        self._stop(ctx)
-        self.flush()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -359,17 +243,6 @@ class H2Protocol(asyncio.Protocol):
     def _flush_soon_cb(self) -> None:
         self._flush_handle = None
         self.flush()
-
-    async def wait_writable(self) -> None:
-        while self.write_paused and not self._closing:
-            waiter = self._drain_waiter
-            if waiter is None or waiter.done():
-                waiter = self._drain_waiter = self.loop.create_future()
-            timer = self.loop.call_later(self.state.settings.send_timeout, self.abort)
-            try:
-                await waiter
-            finally:
-                timer.cancel()
 
     # -- timers, drain, closing ------------------------------------------------------------
 
@@ -409,8 +282,8 @@ class H2Protocol(asyncio.Protocol):
             self.flush()
 
     def abort(self) -> None:
-        for ctx in list(self._streams.values()):
-            self._stop(ctx)
+        for stream in list(self._streams.values()):
+            stream.disconnect()
         self._closing = True
         self._cancel_timer()
         if self.transport is not None:

@@ -1,6 +1,6 @@
-"""HTTP/3 over one QUIC connection: drives the sans-IO Http3Connection from the UDP server,
-runs one app task per request stream, applies backpressure both ways and a timeout to every
-phase. gateway/server/quic.py owns the socket and routes datagrams here."""
+"""HTTP/3 over one QUIC connection: drives the sans-IO Http3Adapter from the UDP server, one
+RequestStream per request stream (gateway/server/stream.py), backpressure both ways, keep-alive
+and idle close. gateway/server/quic.py owns the socket and routes datagrams here."""
 
 from __future__ import annotations
 
@@ -11,18 +11,16 @@ from typing import Final, Protocol
 from aioquic.h3.connection import ErrorCode
 from aioquic.quic.connection import NetworkAddress
 
-from gateway.protocol.events import Body, EndBody, Headers, Request, StreamReset
+from gateway.protocol.events import Body, BodyTooLarge, EndBody, Headers, Request, StreamReset
 from gateway.protocol.http3 import (
     CidIssued,
     CidRetired,
     ConnectionClosed,
-    Http3Connection,
+    Http3Adapter,
 )
-from gateway.protocol.response_headers import REASONS
-from gateway.server.connection import ServerState, log
-from gateway.server.request_body import RequestBody
+from gateway.server.state import ServerState
+from gateway.server.stream import RequestStream
 
-MAX_RECEIVE_CHUNK: Final = 64 * 1024  # receive() joins QUIC packets' worth of body up to this
 MAX_SEND_PIECE: Final = 64 * 1024  # send_data() hands a large body to QUIC in slices
 PING_EVERY: Final = 15.0  # keep-alive while requests run, so a silent PHP script is not idle
 
@@ -35,117 +33,21 @@ class QuicEndpoint(Protocol):
     @property
     def write_paused(self) -> bool: ...
 
-    def route(self, cid: bytes, conn: H3Session) -> None: ...
+    def route(self, cid: bytes, conn: H3Connection) -> None: ...
 
     def unroute(self, cid: bytes) -> None: ...
 
-    def forget(self, conn: H3Session) -> None: ...
+    def forget(self, conn: H3Connection) -> None: ...
 
 
-class H3Context(RequestBody):
-    """The RequestContext of one HTTP/3 request stream (see gateway/pipeline/context.py)."""
-
-    __slots__ = (
-        "_conn", "_ended", "_started", "_task", "client", "disconnected", "server", "stream_id",
-        "tls",
-    )
-
-    _JOIN_UP_TO = MAX_RECEIVE_CHUNK
-    _GONE = "the request stream was reset or the connection lost"
-
-    def __init__(self, conn: H3Session, request: Request) -> None:
-        RequestBody.__init__(self, request)
-        self.stream_id = request.stream_id
-        self.client = conn.client
-        self.server = conn.server
-        self.tls = True
-        self.disconnected = asyncio.Event()
-        self._conn = conn
-        self._started = False
-        self._ended = False
-        self._task: asyncio.Task[None] | None = None
-
-    # the request body's hooks (gateway/server/request_body.py)
-
-    def _consumed(self, size: int) -> None:
-        self._conn.consumed(self.stream_id, size)
-
-    def _wait_begins(self) -> asyncio.TimerHandle:
-        conn = self._conn
-        return conn.loop.call_later(conn.state.settings.body_timeout, self._body_timed_out)
-
-    def _body_timed_out(self) -> None:
-        conn = self._conn
-        if not self._started:
-            self._started = self._ended = True
-            conn.error_response(self.stream_id, 408)
-        else:
-            conn.reset(self.stream_id)
-        self._fail()
-
-    # fed by the connection
-
-    def _fail(self) -> None:
-        """The stream is over for us (peer reset, connection gone, timeout): stop the app."""
-        if self.disconnected.is_set():
-            return
-        self.disconnected.set()
-        self._wake()
-        task = self._task
-        if task is not None and not self._ended and task is not asyncio.current_task():
-            task.cancel()
-
-    # the rest of the RequestContext API
-
-    async def send_response(self, status: int, headers: Headers) -> None:
-        if self.disconnected.is_set():
-            return
-        if self._started:
-            raise RuntimeError("response already started")
-        self._conn.adapter.send_response(self.stream_id, status, headers)
-        self._started = True
-        self._conn.transmit_soon()
-
-    async def send_data(self, data: bytes) -> None:
-        if self.disconnected.is_set() or not data:
-            return
-        if not self._started or self._ended:
-            raise RuntimeError("send_data outside a response")
-        conn = self._conn
-        adapter = conn.adapter
-        stream_id = self.stream_id
-        if not adapter.body_allowed(stream_id):
-            return  # HEAD, 204, 304: the body is not sent
-        for start in range(0, len(data), MAX_SEND_PIECE):
-            piece = data if len(data) <= MAX_SEND_PIECE else data[start : start + MAX_SEND_PIECE]
-            adapter.send_data(stream_id, piece)
-            if adapter.send_backlog(stream_id) < conn.high_water:
-                conn.transmit_soon()
-                continue
-            conn.transmit_now()  # the backlog may just need a push onto the wire
-            if adapter.send_backlog(stream_id) >= conn.high_water:
-                await conn.wait_sendable(self)
-            if self.disconnected.is_set():
-                return
-
-    async def end(self) -> None:
-        if self.disconnected.is_set() or self._ended:
-            return
-        if not self._started:
-            raise RuntimeError("end() before send_response()")
-        self._ended = True
-        self._conn.adapter.end_stream(self.stream_id)
-        self._conn.transmit_soon()
-
-
-class H3Session:
+class H3Connection:
     """One QUIC connection of the UDP server with its request streams."""
 
     def __init__(
         self,
         state: ServerState,
         endpoint: QuicEndpoint,
-        adapter: Http3Connection,
+        adapter: Http3Adapter,
         addr: NetworkAddress,
         server_addr: tuple[str, int],
         high_water: int,
@@ -158,20 +60,19 @@ class H3Session:
         self.server = server_addr
         self.high_water = high_water
         self.low_water = high_water // 2
-        self.streams: dict[int, H3Context] = {}
+        self.streams: dict[int, RequestStream] = {}
         self.cids: set[bytes] = set()
         self.handshaking = True
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._transmit_handle: asyncio.Handle | None = None
-        self._blocked: dict[H3Context, asyncio.Future[None]] = {}
         self._idle_since = self.loop.time()
         self._housekeeping: asyncio.TimerHandle | None = self.loop.call_later(
             self._housekeeping_delay(), self._keepalive
         )
         self._released = False  # no longer counted by ServerState (closed or closing)
         self._terminated = False
-        self.on_handshake: Callable[[H3Session], None] | None = None
+        self.on_handshake: Callable[[H3Connection], None] | None = None
 
     # -- input ---------------------------------------------------------------------------
 
@@ -195,20 +96,23 @@ class H3Session:
         adapter = self.adapter
         for event in adapter.events():
             if isinstance(event, Body):
-                ctx = self.streams.get(event.stream_id)
-                if ctx is not None:
-                    ctx._feed(event.data)
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.feed(event.data)
             elif isinstance(event, Request):
                 self._start(event)
             elif isinstance(event, EndBody):
-                ctx = self.streams.get(event.stream_id)
-                if ctx is not None:
-                    ctx._end_body()
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.end_body()
             elif isinstance(event, StreamReset):
-                ctx = self.streams.get(event.stream_id)
-                if ctx is not None:
-                    ctx._fail()
-                    self._unblock(ctx)
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.disconnect()
+            elif isinstance(event, BodyTooLarge):
+                stream = self.streams.get(event.stream_id)
+                if stream is not None:
+                    stream.fail(413)
             elif isinstance(event, CidIssued):
                 self.cids.add(event.cid)
                 self.endpoint.route(event.cid, self)
@@ -225,38 +129,55 @@ class H3Session:
             self._release()
 
     def _start(self, request: Request) -> None:
-        ctx = H3Context(self, request)
-        self.streams[request.stream_id] = ctx
-        self.state.active_requests += 1
-        ctx._task = self.loop.create_task(self._run(ctx), context=self.state.context.copy())
+        stream = RequestStream(self, request, self.client, self.server, True,
+                               request.refused or None)
+        self.streams[request.stream_id] = stream
+        stream.start()
 
-    async def _run(self, ctx: H3Context) -> None:
-        failed = False
-        try:
-            await self.state.app(ctx)
-        except asyncio.CancelledError:
-            pass  # we cancelled it: the client is gone or the request was aborted
-        except Exception:
-            if not ctx.disconnected.is_set():
-                failed = True
-                log.exception("app failed", protocol="HTTP/3",
-                              method=ctx.request.method.decode("latin-1"),
-                              target=ctx.request.target.decode("latin-1"))
-        finally:
-            self.state.active_requests -= 1
-        stream_id = ctx.stream_id
-        if not ctx.disconnected.is_set() and not self.adapter.closed:
-            if not ctx._started:
-                self.error_response(stream_id, 500)
-            elif not ctx._ended:
-                if not failed:
-                    log.error("app returned without finishing its response", protocol="HTTP/3",
-                              target=ctx.request.target.decode("latin-1"))
-                self.adapter.reset(stream_id)  # part of a response is out: only a reset tells
-            else:
-                self.state.requests_served += 1
-        self.streams.pop(stream_id, None)
-        self._blocked.pop(ctx, None)
+    # -- StreamOwner (gateway/server/stream.py) ------------------------------------------
+
+    def write_head(self, stream: RequestStream, status: int, headers: Headers) -> None:
+        self.adapter.send_response(stream.stream_id, status, headers)
+        self.transmit_soon()
+
+    def write_body(self, stream: RequestStream, data: bytes | memoryview) -> int:
+        # QUIC takes the whole body; it is handed over in slices so backpressure can act
+        piece = data if len(data) <= MAX_SEND_PIECE else data[:MAX_SEND_PIECE]
+        self.adapter.send_data(stream.stream_id, bytes(piece))
+        return len(piece)
+
+    def must_wait(self, stream: RequestStream, more: bool) -> bool:
+        adapter = self.adapter
+        if adapter.send_backlog(stream.stream_id) < self.high_water:
+            self.transmit_soon()
+            return False
+        self.transmit_now()  # the backlog may just need a push onto the wire
+        return adapter.send_backlog(stream.stream_id) >= self.high_water \
+            and not self._terminated
+
+    def write_end(self, stream: RequestStream) -> None:
+        self.adapter.end_stream(stream.stream_id)
+        self.transmit_soon()
+
+    def abort_stream(self, stream: RequestStream) -> None:
+        self.adapter.reset(stream.stream_id, ErrorCode.H3_REQUEST_CANCELLED
+                           if stream.disconnected.is_set() else ErrorCode.H3_INTERNAL_ERROR)
+        self.transmit_soon()
+        stream.disconnect()
+
+    def body_consumed(self, stream: RequestStream, size: int) -> None:
+        self.adapter.acknowledge(stream.stream_id, size)
+        self.transmit_soon()  # the new credit goes out as MAX_STREAM_DATA
+
+    def body_wanted(self, stream: RequestStream) -> None:
+        pass  # credit is granted as the app consumes
+
+    def stream_over(self, stream: RequestStream) -> None:
+        stream_id = stream.stream_id
+        if self.streams.get(stream_id) is stream:
+            del self.streams[stream_id]
+        if self._terminated:
+            return
         self.adapter.stream_finished(stream_id)
         if not self.streams:
             self._idle_since = self.loop.time()
@@ -285,7 +206,7 @@ class H3Session:
             endpoint.sendto(data, addr)
         self._handle_events()  # sending issues connection IDs and completes closes
         self._arm_timer()
-        if self._blocked and not endpoint.write_paused:
+        if not endpoint.write_paused:
             self._wake_writers()
 
     def _arm_timer(self) -> None:
@@ -301,54 +222,9 @@ class H3Session:
 
     def _wake_writers(self) -> None:
         backlog = self.adapter.send_backlog
-        for ctx, waiter in list(self._blocked.items()):
-            if backlog(ctx.stream_id) <= self.low_water and not waiter.done():
-                waiter.set_result(None)
-
-    def _unblock(self, ctx: H3Context) -> None:
-        waiter = self._blocked.get(ctx)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    async def wait_sendable(self, ctx: H3Context) -> None:
-        """Backpressure: return once the stream's unsent bytes fall to the low-water mark."""
-        waiter = self.loop.create_future()
-        self._blocked[ctx] = waiter
-        timer = self.loop.call_later(self.state.settings.send_timeout, self._send_timed_out, ctx)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            if self._blocked.get(ctx) is waiter:
-                del self._blocked[ctx]
-
-    def _send_timed_out(self, ctx: H3Context) -> None:
-        self.reset(ctx.stream_id)  # the client stopped reading
-        ctx._fail()
-        self._unblock(ctx)
-
-    def consumed(self, stream_id: int, size: int) -> None:
-        self.adapter.acknowledge(stream_id, size)
-        self.transmit_soon()  # the new credit goes out as MAX_STREAM_DATA
-
-    def error_response(self, stream_id: int, status: int) -> None:
-        body = b"%d %s\n" % (status, REASONS.get(status, b""))
-        adapter = self.adapter
-        try:
-            adapter.send_response(
-                stream_id, status,
-                [(b"content-type", b"text/plain; charset=utf-8"),
-                 (b"content-length", b"%d" % len(body))],
-            )
-            adapter.send_data(stream_id, body)
-            adapter.end_stream(stream_id)
-        except (KeyError, RuntimeError):
-            return  # the stream is gone or already answered
-        self.transmit_soon()
-
-    def reset(self, stream_id: int) -> None:
-        self.adapter.reset(stream_id, ErrorCode.H3_REQUEST_CANCELLED)
-        self.transmit_soon()
+        for stream in self.streams.values():
+            if stream.waiting_to_send and backlog(stream.stream_id) <= self.low_water:
+                stream.wake_sender()
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -374,9 +250,8 @@ class H3Session:
     def _release(self) -> None:
         """Closing: stop counting for drain; stop every app still running."""
         self._released = True
-        for ctx in list(self.streams.values()):
-            ctx._fail()
-            self._unblock(ctx)
+        for stream in list(self.streams.values()):
+            stream.disconnect()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             self._housekeeping = None

@@ -9,6 +9,11 @@ Address validation: a Retry (RFC 9000 §8.1.2) costs the client one round trip, 
 demands it always, "off" never. Until a client's address is validated aioquic keeps the
 server to 3x the bytes it received (anti-amplification, RFC 9000 §8.1). Version
 negotiation is only answered for datagrams of Initial size, so it cannot amplify either.
+
+Drain closes the listening socket at once, so new clients are refused (ICMP port
+unreachable once every worker's socket is closed) and go elsewhere, while the connections
+in flight go on: each is handed a socket of its own, bound to the same port and connected
+to its client, which the kernel prefers to the SO_REUSEPORT group for that client's packets.
 """
 
 from __future__ import annotations
@@ -36,12 +41,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway.pipeline.context import App
-from gateway.protocol.http3 import ALPN, CONNECTION_WINDOW, STREAM_WINDOW, Http3Connection
+from gateway.protocol.http3 import ALPN, CONNECTION_WINDOW, STREAM_WINDOW, Http3Adapter
 from gateway.protocol.response_headers import ResponseDefaults
-from gateway.server.connection import ServerState
 from gateway.server.dateheader import DateClock
-from gateway.server.h3_connection import H3Session
+from gateway.server.h3_connection import H3Connection
 from gateway.server.settings import ServerSettings
+from gateway.server.state import ServerState
 
 log = structlog.get_logger("gateway.server.quic")
 
@@ -161,13 +166,18 @@ class QuicServer(asyncio.DatagramProtocol):
         self.quic = quic
         self.server_addr = server_addr
         self.transport: asyncio.DatagramTransport | None = None
-        self._routes: dict[bytes, H3Session] = {}
-        self._connections: set[H3Session] = set()
+        self._routes: dict[bytes, H3Connection] = {}
+        self._connections: set[H3Connection] = set()
         self._retry = QuicRetryTokenHandler()
         self._handshaking = 0
         self._write_paused = False
         self._closed = asyncio.Event()
+        self._stopping = False
         self._clock: DateClock | None = None
+        # drain: client address -> the connected socket its connection goes on with
+        self._peers: dict[tuple[str, int], asyncio.DatagramTransport] = {}
+        self.hand_over = False  # set when the listening socket is SO_REUSEPORT
+        self._v6only = 0
         self.datagrams_received = 0
         self.retries_sent = 0
 
@@ -179,7 +189,8 @@ class QuicServer(asyncio.DatagramProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
-        self._closed.set()
+        if self._stopping:
+            self._closed.set()
 
     def error_received(self, exc: Exception) -> None:
         # ICMP errors (port unreachable after a client left) arrive here; QUIC times them out
@@ -220,7 +231,7 @@ class QuicServer(asyncio.DatagramProtocol):
         dcid: bytes,
         scid: bytes,
         token: bytes,
-    ) -> H3Session | None:
+    ) -> H3Connection | None:
         transport = self.transport
         if transport is None or len(data) < SMALLEST_MAX_DATAGRAM_SIZE:
             return None  # only full-size Initials start anything: no amplification
@@ -275,7 +286,7 @@ class QuicServer(asyncio.DatagramProtocol):
         except Exception:  # a datagram must never take the listener down
             log.exception("cannot create a QUIC connection")
             return None
-        conn = H3Session(self.state, self, adapter, addr, self.server_addr,
+        conn = H3Connection(self.state, self, adapter, addr, self.server_addr,
                             self.quic.send_high_water)
         conn.on_handshake = self._handshake_done
         self._connections.add(conn)
@@ -286,9 +297,9 @@ class QuicServer(asyncio.DatagramProtocol):
             self._routes[cid] = conn
         return conn
 
-    def _new_adapter(self, odcid: bytes | None, retry_scid: bytes | None) -> Http3Connection:
+    def _new_adapter(self, odcid: bytes | None, retry_scid: bytes | None) -> Http3Adapter:
         settings = self.state.settings
-        return Http3Connection(
+        return Http3Adapter(
             self.configuration,
             original_destination_connection_id=odcid,
             retry_source_connection_id=retry_scid,
@@ -306,12 +317,17 @@ class QuicServer(asyncio.DatagramProtocol):
             return self._handshaking >= self.quic.retry_above_handshakes
         return policy == "on"
 
-    def _handshake_done(self, conn: H3Session) -> None:
+    def _handshake_done(self, conn: H3Connection) -> None:
         self._handshaking -= 1
 
     # -- QuicEndpoint (used by the connections) ------------------------------------------------
 
     def sendto(self, data: bytes, addr: NetworkAddress) -> None:
+        if self._peers:
+            peer = self._peers.get((addr[0], addr[1]))
+            if peer is not None:
+                peer.sendto(data)  # connected: uvloop drops a datagram given an address
+                return
         if self.transport is not None:
             self.transport.sendto(data, addr)
 
@@ -319,13 +335,13 @@ class QuicServer(asyncio.DatagramProtocol):
     def write_paused(self) -> bool:
         return self._write_paused
 
-    def route(self, cid: bytes, conn: H3Session) -> None:
+    def route(self, cid: bytes, conn: H3Connection) -> None:
         self._routes[cid] = conn
 
     def unroute(self, cid: bytes) -> None:
         self._routes.pop(cid, None)
 
-    def forget(self, conn: H3Session) -> None:
+    def forget(self, conn: H3Connection) -> None:
         for cid in conn.cids:
             if self._routes.get(cid) is conn:
                 del self._routes[cid]
@@ -347,11 +363,13 @@ class QuicServer(asyncio.DatagramProtocol):
         return self.server_addr
 
     async def drain(self, timeout: float) -> None:
-        """Graceful stop: refuse new connections, GOAWAY the others, let requests in flight
-        finish for up to `timeout` seconds, then close everything."""
+        """Graceful stop: close the listening socket (new clients are refused), GOAWAY the
+        connections, let requests in flight finish for up to `timeout` seconds, whatever
+        the clients do, then close everything."""
         self.state.draining = True
         for conn in list(self._connections):
             conn.shutdown()
+        await self._hand_over()
         try:
             async with asyncio.timeout(timeout):
                 await self.state.wait_all_closed()
@@ -359,19 +377,76 @@ class QuicServer(asyncio.DatagramProtocol):
             log.warning("http3 drain timed out", connections=len(self.state.connections))
         self.close()
 
+    async def _hand_over(self) -> None:
+        """Move every connection to a socket connected to its client, then close the
+        listening socket. Without SO_REUSEPORT (or when a socket cannot be made) the
+        listening socket stays open until the connections end, as the only way to them."""
+        listener = self.transport
+        if listener is None or not self.hand_over:
+            return
+        loop = self.state.loop
+        host, port = self.server_addr
+        for conn in list(self._connections):
+            peer = conn.client
+            if peer in self._peers:
+                continue
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                 socket.SOCK_DGRAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if sock.family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, self._v6only)
+                sock.bind((host, port))
+                sock.connect(peer)
+                sock.setblocking(False)
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _PeerEndpoint(self), sock=sock)
+            except OSError as exc:
+                sock.close()
+                log.warning("http3 drain keeps the listening socket open", error=str(exc))
+                return
+            self._peers[peer] = transport
+        listener.close()
+
     def close(self) -> None:
-        """Stop now: CONNECTION_CLOSE to every connection, then close the socket."""
+        """Stop now: CONNECTION_CLOSE to every connection, then close the sockets."""
         self.state.draining = True
+        self._stopping = True
         for conn in list(self._connections):
             conn.terminate()
         if self._clock is not None:
             self._clock.stop()
             self._clock = None
+        for peer in self._peers.values():
+            peer.close()
+        self._peers.clear()
         if self.transport is not None:
             self.transport.close()
+        else:
+            self._closed.set()
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
+
+
+class _PeerEndpoint(asyncio.DatagramProtocol):
+    """A connected socket made by the drain: its datagrams go the listener's way."""
+
+    def __init__(self, server: QuicServer) -> None:
+        self.server = server
+
+    def datagram_received(self, data: bytes, addr: NetworkAddress) -> None:
+        self.server.datagram_received(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        self.server.error_received(exc)
+
+    def pause_writing(self) -> None:
+        self.server.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.server.resume_writing()
 
 
 def _raise_receive_buffer(sock: socket.socket, size: int) -> int:
@@ -425,5 +500,8 @@ async def start_quic_server(
     state = ServerState(app, settings, defaults, loop)
     server = QuicServer(state, configuration, quic, (str(name[0]), int(name[1])))
     server._clock = clock
+    server.hand_over = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT))
+    if sock.family == socket.AF_INET6:
+        server._v6only = sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
     await loop.create_datagram_endpoint(lambda: server, sock=sock)
     return server

@@ -10,10 +10,10 @@ import ssl
 
 from gateway.pipeline.context import App
 from gateway.protocol.response_headers import ResponseDefaults
-from gateway.server.connection import ServerState
 from gateway.server.dateheader import DateClock
-from gateway.server.h1_connection import H1Protocol
+from gateway.server.dispatch import connection_factory
 from gateway.server.settings import ServerSettings
+from gateway.server.state import ServerState
 
 
 class TCPServer:
@@ -65,9 +65,7 @@ class TCPServer:
         self._clock = DateClock(self.defaults, loop)
         self._clock.start()
 
-        def factory() -> H1Protocol:
-            return H1Protocol(state, tls)
-
+        factory = connection_factory(state, tls)
         handshake = self.settings.tls_handshake_timeout if tls else None
         if sock is not None:
             sock.setblocking(False)

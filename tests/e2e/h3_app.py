@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.responses import respond_status
 
 CHUNK = 64 * 1024
 
@@ -48,6 +49,9 @@ class H3TestApp:
     requests: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     async def __call__(self, ctx: RequestContext) -> None:
+        if ctx.error_status is not None:  # an answer the server makes itself
+            await respond_status(ctx, ctx.error_status)
+            return
         req = ctx.request
         self.requests.append((req.method, req.target))
         parts = req.target.split(b"?", 1)[0].strip(b"/").split(b"/")

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 import uvloop
 
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.responses import respond_status
 from gateway.server.settings import ServerSettings
 from gateway.server.tcp import TCPServer
 
@@ -31,6 +32,9 @@ class TransportApp:
         self.finished: set[str] = set()
 
     async def __call__(self, ctx: RequestContext) -> None:
+        if ctx.error_status is not None:  # an answer the server makes itself
+            await respond_status(ctx, ctx.error_status)
+            return
         path, _, query = ctx.request.target.partition(b"?")
         params = {k: v[0] for k, v in parse_qs(query.decode("latin-1")).items()}
         route = path.decode("latin-1")

@@ -12,14 +12,14 @@ import h2.settings
 import pytest
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
-from gateway.protocol.events import Body, EndBody, ProtocolError, Request, StreamReset
-from gateway.protocol.http1 import H1Connection, SwitchToH2
+from gateway.protocol.events import Body, BodyTooLarge, EndBody, ProtocolError, Request, StreamReset
+from gateway.protocol.http1 import Http1Adapter, SwitchToH2
 from gateway.protocol.http2 import (
     CONNECTION_WINDOW,
     STREAM_WINDOW,
     ConnectionClosed,
     H2Event,
-    Http2Connection,
+    Http2Adapter,
     WindowOpened,
 )
 from gateway.protocol.response_headers import ResponseDefaults
@@ -42,8 +42,8 @@ def client_conn() -> h2.connection.H2Connection:
     return h2.connection.H2Connection(config)
 
 
-def connect(**kwargs: object) -> tuple[Http2Connection, h2.connection.H2Connection]:
-    server = Http2Connection(defaults=ResponseDefaults(date=DATE), **kwargs)  # type: ignore[arg-type]
+def connect(**kwargs: object) -> tuple[Http2Adapter, h2.connection.H2Connection]:
+    server = Http2Adapter(defaults=ResponseDefaults(date=DATE), **kwargs)  # type: ignore[arg-type]
     server.initiate()
     client = client_conn()
     client.initiate_connection()
@@ -53,11 +53,11 @@ def connect(**kwargs: object) -> tuple[Http2Connection, h2.connection.H2Connecti
     return server, client
 
 
-def to_server(server: Http2Connection, client: h2.connection.H2Connection) -> list[H2Event]:
+def to_server(server: Http2Adapter, client: h2.connection.H2Connection) -> list[H2Event]:
     return server.receive_data(client.data_to_send())
 
 
-def to_client(server: Http2Connection, client: h2.connection.H2Connection) -> list[object]:
+def to_client(server: Http2Adapter, client: h2.connection.H2Connection) -> list[object]:
     return list(client.receive_data(server.data_to_send()))
 
 
@@ -177,7 +177,7 @@ def test_peer_reset_becomes_stream_reset() -> None:
     assert server.active_streams == 0
 
 
-def open_and_reset(server: Http2Connection, client: h2.connection.H2Connection,
+def open_and_reset(server: Http2Adapter, client: h2.connection.H2Connection,
                    count: int, first: int = 1) -> list[H2Event]:
     events: list[H2Event] = []
     for stream_id in range(first, first + 2 * count, 2):
@@ -230,10 +230,19 @@ def test_streams_whose_app_still_runs_count_against_the_limit() -> None:
     assert isinstance(to_server(server, client)[0], Request)
 
 
-def test_declared_body_over_limit_gets_413_without_the_app() -> None:
+def answer(server: Http2Adapter, stream_id: int, status: int) -> None:
+    """What the server's chain does with a refused request: a short answer, then finish."""
+    server.send_response(stream_id, status, [(b"content-length", b"0")])
+    server.end_stream(stream_id)
+    server.stream_finished(stream_id)
+
+
+def test_declared_body_over_limit_is_refused_with_413() -> None:
     server, client = connect(max_body_bytes=1000)
     client.send_headers(1, [(b":method", b"POST"), *GET[1:], (b"content-length", b"1001")])
-    assert to_server(server, client) == []
+    (request,) = to_server(server, client)
+    assert isinstance(request, Request) and request.refused == 413
+    answer(server, 1, 413)
     events = to_client(server, client)
     response = events[0]
     assert isinstance(response, h2.events.ResponseReceived)
@@ -241,17 +250,19 @@ def test_declared_body_over_limit_gets_413_without_the_app() -> None:
     assert any(isinstance(e, h2.events.StreamReset) and e.error_code == 0 for e in events)
 
 
-def test_streamed_body_over_limit_resets_the_app() -> None:
+def test_streamed_body_over_limit_stops_the_upload() -> None:
     server, client = connect(max_body_bytes=1000)
     client.send_headers(1, [(b":method", b"POST"), *GET[1:]])
     client.send_data(1, b"a" * 600)
     events = to_server(server, client)
     assert events[1] == Body(1, b"a" * 600)
     client.send_data(1, b"b" * 600)
-    assert to_server(server, client) == [StreamReset(1)]
+    assert to_server(server, client) == [BodyTooLarge(1)]
+    answer(server, 1, 413)
     events = to_client(server, client)
     assert isinstance(events[0], h2.events.ResponseReceived)
     assert (b":status", b"413") in events[0].headers
+    assert any(isinstance(e, h2.events.StreamReset) and e.error_code == 0 for e in events)
 
 
 def test_head_response_ends_with_the_headers() -> None:
@@ -310,7 +321,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize("fields", MALFORMED)
 def test_malformed_request_resets_only_its_stream(fields: list[tuple[bytes, bytes]]) -> None:
-    server = Http2Connection(defaults=ResponseDefaults(date=DATE))
+    server = Http2Adapter(defaults=ResponseDefaults(date=DATE))
     server.initiate()
     raw = h2.connection.H2Connection(h2.config.H2Configuration(  # sends what it is given
         client_side=True, header_encoding=None, validate_outbound_headers=False,
@@ -333,7 +344,9 @@ def test_malformed_request_resets_only_its_stream(fields: list[tuple[bytes, byte
 def test_connect_is_refused() -> None:
     server, client = connect()
     client.send_headers(1, [(b":method", b"CONNECT"), (b":authority", b"example.test:443")])
-    assert to_server(server, client) == []
+    (request,) = to_server(server, client)
+    assert isinstance(request, Request) and request.refused == 501
+    answer(server, 1, 501)
     response = to_client(server, client)[0]
     assert isinstance(response, h2.events.ResponseReceived)
     assert (b":status", b"501") in response.headers
@@ -430,11 +443,11 @@ def test_prior_knowledge_from_the_http1_adapter() -> None:
     client = client_conn()
     client.initiate_connection()
     client.send_headers(1, GET, end_stream=True)
-    h1 = H1Connection()
+    h1 = Http1Adapter()
     h1.receive_data(client.data_to_send())
     switch = h1.next_event()
     assert isinstance(switch, SwitchToH2)
-    server = Http2Connection(defaults=ResponseDefaults(date=DATE), scheme="http")
+    server = Http2Adapter(defaults=ResponseDefaults(date=DATE), scheme="http")
     server.initiate()
     request, end = server.receive_data(switch.data)
     assert isinstance(request, Request) and request.target == b"/index.php?x=1"
@@ -446,14 +459,14 @@ def test_h2c_upgrade_answers_on_stream_1() -> None:
     client = client_conn()
     settings = client.initiate_upgrade_connection()
     assert settings is not None
-    h1 = H1Connection()
+    h1 = Http1Adapter()
     h1.receive_data(
         b"GET /up HTTP/1.1\r\nHost: example.test\r\nConnection: Upgrade, HTTP2-Settings\r\n"
         b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n" + client.data_to_send()
     )
     switch = h1.next_event()
     assert isinstance(switch, SwitchToH2) and switch.request is not None
-    server = Http2Connection(defaults=ResponseDefaults(date=DATE), scheme="http")
+    server = Http2Adapter(defaults=ResponseDefaults(date=DATE), scheme="http")
     request, end = server.initiate_upgrade(switch.settings, switch.request)
     assert isinstance(request, Request)
     assert (request.stream_id, request.target, request.http_version) == (1, b"/up", "2")
@@ -471,7 +484,7 @@ def test_h2c_upgrade_answers_on_stream_1() -> None:
 
 
 def test_bad_upgrade_settings_close() -> None:
-    server = Http2Connection()
+    server = Http2Adapter()
     request = Request(1, b"GET", b"/", [], "1.1")
     events = server.initiate_upgrade(b"%%%not base64", request)
     assert len(events) == 1 and isinstance(events[0], ConnectionClosed)
@@ -494,7 +507,7 @@ def test_frame_repr_text_is_unchanged_by_the_short_cut() -> None:
     assert "<hex:" in repr(DataFrame(1, data=b"x" * 10_000))
 
 
-def _big_client(window: int) -> tuple[Http2Connection, h2.connection.H2Connection]:
+def _big_client(window: int) -> tuple[Http2Adapter, h2.connection.H2Connection]:
     server, client = connect()
     client.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
     if window > 65535:
@@ -511,7 +524,7 @@ def test_large_bodies_arrive_whole_and_book_the_same_windows(
 ) -> None:
     """The bulk DATA path against h2's own, frame by frame: same bytes, same windows."""
     if not bulk:
-        monkeypatch.setattr(Http2Connection, "_send_bulk", lambda *args: 0)
+        monkeypatch.setattr(Http2Adapter, "_send_bulk", lambda *args: 0)
     body = bytes(range(256)) * 400 + b"tail"  # 102,404 bytes: six full frames and a piece
     server, client = _big_client(1 << 20)
     client.send_headers(1, GET, end_stream=True)

@@ -1,0 +1,49 @@
+"""The end of the chain: answers a request from the router's decision (static file, PHP
+script, redirect, 403/404/405) or, for a response the server makes itself, with its status."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from gateway.config import Config
+from gateway.php.cgi import Script
+from gateway.php.pool import PhpPool
+from gateway.pipeline.context import RequestContext
+from gateway.pipeline.php_stage import PhpStage, PhpStageOptions
+from gateway.pipeline.responses import respond, respond_status
+from gateway.pipeline.routing import PhpScript, Redirect, Router, StaticFile
+from gateway.pipeline.static import StaticFiles
+
+# nginx answers TRACE with 405 and never passes it on; so does php-gateway
+_REFUSED_METHODS = frozenset({b"TRACE"})
+
+
+class Endpoint:
+    def __init__(self, config: Config, pool: PhpPool) -> None:
+        self.router = Router.from_config(config)
+        self.static = StaticFiles(config.static_cache_ttl)
+        self.php = PhpStage(
+            pool,
+            PhpStageOptions(request_timeout=config.request_timeout,
+                            sse_timeout=config.sse_timeout),
+        )
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        if ctx.error_status is not None:
+            await respond_status(ctx, ctx.error_status)
+            return
+        if ctx.request.method in _REFUSED_METHODS:
+            await respond_status(ctx, 405, [(b"allow", b"GET, HEAD, POST")])
+            return
+        route = self.router.resolve(ctx.request.target)
+        if isinstance(route, PhpScript):
+            script = Script(route.script_filename, route.script_name, route.path_info)
+            await self.php(ctx, script, route.document_root)
+        elif isinstance(route, StaticFile):
+            response = await self.static.prepare(ctx.request, route)
+            await self.static.send(ctx, response)
+        elif isinstance(route, Redirect):
+            location = quote(route.location, safe="/%:@!$&'()*+,;=-._~?")
+            await respond(ctx, route.status, b"", [(b"location", location.encode("ascii"))])
+        else:
+            await respond_status(ctx, route.status)
