@@ -256,15 +256,16 @@ class _H11Chunks:
                 event = conn.next_event()
             except h11.RemoteProtocolError as exc:
                 raise _Reject(exc.error_status_hint, str(exc)) from None
+            if isinstance(event, h11.EndOfMessage):
+                return out, end - len(conn.trailing_data[0]), True
             if isinstance(event, h11.Data):
                 out.append(bytes(event.data))
                 self._received += len(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                return out, end - len(conn.trailing_data[0]), True
-            else:
-                # h11 keeps a parsed chunk size to itself (its reader's remaining count)
-                pending = getattr(getattr(conn, "_reader", None), "_bytes_in_chunk", 0)
-                _promised(self._received, pending, self._max_body)
+            # h11 keeps a parsed chunk size to itself (its reader's count of bytes to come);
+            # judged after each step, so at the same point as _ChunkedReader judges it
+            pending = getattr(getattr(conn, "_reader", None), "_bytes_in_chunk", 0)
+            _promised(self._received, pending, self._max_body)
+            if not isinstance(event, h11.Data):
                 return out, end, False
 
 

@@ -4,15 +4,44 @@ Both protocols carry the request line as pseudo-header fields (":method", ":path
 may send Cookie in crumbs; the pipeline wants HTTP/1-style headers. What makes an HTTP/3
 request unacceptable is decided in http3.py, after aioquic's checks; HTTP/2 sections are
 checked by `malformed_h2_request` below, in place of h2's own inbound validation.
+
+`valid_host` is the one check of a Host field or :authority for all three protocols.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterable
 from typing import Final, NamedTuple
 
 from gateway.protocol.events import Headers
+
+# RFC 3986 §3.2.2 reg-name (an IPv4 address is one too), split into dot-separated labels so
+# that an empty one (".." or a leading dot) is refused, as nginx refuses it
+_LABEL: Final = rb"(?:[A-Za-z0-9\-_~!$&'()*+,;=]|%[0-9A-Fa-f]{2})+"
+_HOST: Final = re.compile(
+    rb"(?:" + _LABEL + rb"(?:\." + _LABEL + rb")*\.?"  # reg-name, an optional final dot
+    rb"|\[(?:[0-9A-Fa-f:.]+"  # IPv6address, checked by ipaddress below
+    rb"|v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\])"  # IPvFuture
+    rb"(?::([0-9]{0,5}))?"  # port, possibly empty (RFC 3986 §3.2.3)
+)
+
+
+def valid_host(value: bytes, *, port: bool = True) -> bool:
+    """Whether `value` is uri-host [":" port] (RFC 9112 §3.2, RFC 3986 §3.2.2): no spaces,
+    userinfo, path or other junk, not empty. `port=False`: the host alone."""
+    match = _HOST.fullmatch(value)
+    if match is None or (not port and match[1] is not None):
+        return False
+    if match[1] and int(match[1]) > 65535:
+        return False
+    if value[:1] == b"[" and value[1:2] != b"v":
+        try:
+            ipaddress.IPv6Address(value[1 : value.index(b"]")].decode("ascii"))
+        except ValueError:
+            return False
+    return True
 
 
 class RequestFields(NamedTuple):

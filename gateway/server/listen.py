@@ -4,7 +4,7 @@ TLS has its own address), HTTP/3 on the TLS port's UDP twin, and the internal en
 from __future__ import annotations
 
 import socket
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from gateway.config import Config
@@ -15,7 +15,15 @@ from gateway.server.tls import create_ssl_context
 
 
 class Drainable(Protocol):
-    async def drain(self, timeout: float) -> None: ...
+    async def drain(self, timeout: float) -> None:
+        """Close the listening socket at once, then give connections `timeout` seconds."""
+        ...
+
+
+@dataclass(slots=True)
+class Servers:
+    public: list[Drainable] = field(default_factory=list)  # HTTP, HTTPS, HTTP/3
+    internal: Drainable | None = None  # drained last: probes read "not ready" meanwhile
 
 
 def server_settings(config: Config) -> ServerSettings:
@@ -35,13 +43,13 @@ def server_settings(config: Config) -> ServerSettings:
 
 
 async def start_listeners(config: Config, sockets: dict[str, socket.socket], app: App,
-                          internal: App) -> list[Drainable]:
+                          internal: App) -> Servers:
     settings = server_settings(config)
     ssl_context = None
     if config.tls:
         assert config.tls_cert is not None
         ssl_context = create_ssl_context(config.tls_cert, config.tls_key)
-    servers: list[Drainable] = []
+    servers = Servers()
     quic_sock = sockets.get("quic")
     tls_settings = settings
     if quic_sock is not None:
@@ -52,20 +60,20 @@ async def start_listeners(config: Config, sockets: dict[str, socket.socket], app
         alt_svc = ((name.decode("latin-1"), value.decode("latin-1")),)
         tls_settings = replace(settings, extra_response_headers=alt_svc)
         assert config.tls_cert is not None
-        servers.append(await start_quic_server(
+        servers.public.append(await start_quic_server(
             quic_sock, app, certfile=str(config.tls_cert),
             keyfile=str(config.tls_key) if config.tls_key else None,
             settings=settings))
     # beside a separate TLS listener, plain HTTP advertises h3 too (an authenticated alternative)
     http = TCPServer(app, tls_settings, ssl_context=None if "tls" in sockets else ssl_context)
     await http.start(sock=sockets["http"])
-    servers.append(http)
+    servers.public.append(http)
     if "tls" in sockets:
         https = TCPServer(app, tls_settings, ssl_context=ssl_context)
         await https.start(sock=sockets["tls"])
-        servers.append(https)
+        servers.public.append(https)
     if "internal" in sockets:
         internal_server = TCPServer(internal, replace(settings, server_header=None))
         await internal_server.start(sock=sockets["internal"])
-        servers.append(internal_server)
+        servers.internal = internal_server
     return servers
