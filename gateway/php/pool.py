@@ -22,8 +22,7 @@ from typing import Any
 import structlog
 
 from gateway.php import binding
-
-Headers = list[tuple[bytes, bytes]]
+from gateway.protocol.events import Headers
 
 log = structlog.get_logger("php")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ class Response:
     status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes
+    arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each chunk
 
     def header(self, name: bytes) -> bytes | None:
         return next((v for k, v in self.headers if k == name), None)
@@ -34,6 +36,7 @@ class _Pending:
     status: int = 0
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     chunks: list[bytes] = field(default_factory=list)
+    arrivals: list[float] = field(default_factory=list)
     received: int = 0
 
 
@@ -43,10 +46,23 @@ class StreamError(Exception):
         self.error_code = error_code
 
 
+class _H3(H3Connection):
+    """aioquic's client checks a response's content-length against its body even for HEAD,
+    whose answer rightly carries the GET's length and no body (RFC 9110 §9.3.2)."""
+
+    def __init__(self, quic: Any) -> None:
+        super().__init__(quic)
+        self.head_streams: set[int] = set()
+
+    def _check_content_length(self, stream: Any) -> None:
+        if stream.stream_id not in self.head_streams:
+            super()._check_content_length(stream)
+
+
 class H3Client(QuicConnectionProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.h3 = H3Connection(self._quic)
+        self.h3 = _H3(self._quic)
         self._pending: dict[int, _Pending] = {}
         self.terminated: ConnectionTerminated | None = None
 
@@ -76,11 +92,13 @@ class H3Client(QuicConnectionProtocol):
                 pending.status = int(dict(event.headers)[b":status"])
         elif event.data:
             pending.chunks.append(event.data)
+            pending.arrivals.append(time.monotonic())
             pending.received += len(event.data)
         if event.stream_ended:
             del self._pending[event.stream_id]
             pending.future.set_result(
-                Response(pending.status, pending.headers, b"".join(pending.chunks))
+                Response(pending.status, pending.headers, b"".join(pending.chunks),
+                         pending.arrivals)
             )
 
     def start_request(
@@ -92,6 +110,7 @@ class H3Client(QuicConnectionProtocol):
         headers: list[tuple[bytes, bytes]] | None = None,
         body: bytes | None = None,
         raw_headers: list[tuple[bytes, bytes]] | None = None,
+        end: bool = True,
     ) -> tuple[int, asyncio.Future[Response]]:
         stream_id = self._quic.get_next_available_stream_id()
         fields = raw_headers if raw_headers is not None else [
@@ -103,9 +122,11 @@ class H3Client(QuicConnectionProtocol):
         ]
         future: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
         self._pending[stream_id] = _Pending(future)
-        self.h3.send_headers(stream_id, fields, end_stream=body is None)
+        if method == "HEAD":
+            self.h3.head_streams.add(stream_id)
+        self.h3.send_headers(stream_id, fields, end_stream=body is None and end)
         if body is not None:
-            self.h3.send_data(stream_id, body, end_stream=True)
+            self.h3.send_data(stream_id, body, end_stream=end)
         self.transmit()
         return stream_id, future
 
@@ -116,6 +137,15 @@ class H3Client(QuicConnectionProtocol):
     def received(self, stream_id: int) -> int:
         pending = self._pending.get(stream_id)
         return pending.received if pending is not None else -1
+
+    def reset(self, stream_id: int, error_code: int) -> None:
+        """Abandon a request: RESET_STREAM and STOP_SENDING, as a browser does."""
+        pending = self._pending.pop(stream_id, None)
+        if pending is not None and not pending.future.done():
+            pending.future.cancel()
+        self._quic.reset_stream(stream_id, error_code)
+        self._quic.stop_stream(stream_id, error_code)
+        self.transmit()
 
     def pause_reading(self) -> None:
         """Stop granting MAX_STREAM_DATA / MAX_DATA: the server must stop at our window."""

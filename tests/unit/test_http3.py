@@ -839,3 +839,31 @@ async def test_a_tiny_initial_is_ignored(certs: dict[str, str]) -> None:
     await asyncio.sleep(0.01)
     assert pipe.transport.sent == [] and pipe.server.connections == 0
 
+
+
+async def test_requests_reset_in_the_batch_that_opens_them_settle(certs: dict[str, str]) -> None:
+    calls: list[bytes] = []
+
+    async def app(ctx: RequestContext) -> None:
+        calls.append(ctx.request.target)
+        await echo_app(ctx)
+
+    pipe = ServerPipe(certs, app)
+    await pipe.connect()
+    quic, now = pipe.client.quic, pipe.loop.time()
+    sids = [pipe.client.request(path=b"/cancelled", end=False) for _ in range(5)]
+    opening = quic.datagrams_to_send(now)
+    for sid in sids:
+        quic.reset_stream(sid, ErrorCode.H3_REQUEST_CANCELLED)
+        quic.stop_stream(sid, ErrorCode.H3_REQUEST_CANCELLED)
+    ok = pipe.client.request(path=b"/hello")
+    # the requests and their resets reach the server before any app task can take a step
+    for data, _ in [*opening, *quic.datagrams_to_send(now)]:
+        pipe.server.datagram_received(data, CLIENT_ADDR)
+    assert pipe.state.active_requests == 6
+    reply = await pipe.exchange(ok)
+    assert reply.status == 200
+    await pipe.pump_until(lambda: pipe.state.active_requests == 0)
+    assert calls == [b"/hello"]  # the reset ones never reached the app
+    (conn,) = pipe.server._connections
+    assert not conn.streams
