@@ -4,14 +4,15 @@ For a 200 answer of a compressible file (COMPRESSION_TYPES, at least COMPRESSION
 to a client that accepts one of our codings, `CompressedFiles.encode` gives the response
 for that coding, as nginx's `gzip_static` / `brotli_static` and Caddy's `precompressed` do:
 
-1. a form already in memory, keyed by file, size, mtime and coding;
-2. else a sibling `<file>.zst`, `.br` or `.gz` whose mtime is not older than the file's:
-   read into the cache when the file is small enough to be held in memory, else streamed
-   from disk like any large file;
-3. else, for a file held in memory, the best-quality form (compressors.BEST) is made in
-   the thread executor in the background, once, and cached; until it is ready, and for large
-   files without a sibling, the response goes on unencoded and the compression middleware
-   encodes it on the fly at the fast level.
+1. a form in memory (keyed by file, size, mtime and coding) in the client's first coding;
+2. else a sibling `<file>.zst`, `.br` or `.gz` in a coding the client accepts, the first
+   in its order, whose mtime is not older than the file's: read into the cache when small
+   enough to hold in memory, else streamed from disk like any large file. The operator's
+   files win over a form of our own in a coding the client prefers;
+3. else, for a file held in memory, the best-quality form (compressors.BEST) in the
+   client's first coding is made in the thread executor in the background, once, and
+   cached; until it is ready, and for large files without a sibling, the response goes on
+   unencoded and the compression middleware encodes it on the fly at the fast level.
 
 The cache holds at most `memory_bytes` of compressed bodies (least recently used first out).
 Every such response, and its 304s, carry `Vary: Accept-Encoding`; encoded ones and the 304s
@@ -49,7 +50,8 @@ class CompressedFiles:
         self._memory_limit = memory_bytes
         self._max_in_memory = max_in_memory  # a sibling up to this size is read into the cache
         self._executor = executor
-        self._cache: OrderedDict[_Key, bytes] = OrderedDict()
+        # form, and whether it is the operator's sibling file
+        self._cache: OrderedDict[_Key, tuple[bytes, bool]] = OrderedDict()
         self._cached_bytes = 0
         self._making: dict[_Key, asyncio.Future[bytes]] = {}  # background compressions
 
@@ -61,37 +63,37 @@ class CompressedFiles:
             return None
         if not self.policy.compressible_type(content_type):
             return None
-        coding = None
-        if request.method != b"HEAD":
-            coding = self.policy.choose(request.headers)
+        accepted = () if request.method == b"HEAD" else self.policy.acceptable(request.headers)
         if response.status == 304:
-            response.headers = _validators_for(response.headers, coding is not None)
+            response.headers = _validators_for(response.headers, bool(accepted))
             return None
         response.headers = with_vary(response.headers)
-        if coding is None or not response.send_body:
+        if not accepted or not response.send_body:
             return None
-        key = (str(route.path), route.mtime_ns, route.size, coding)
-        encoded = self._cache.get(key)
-        if encoded is not None:
-            self._cache.move_to_end(key)
+        found = self._lookup(route, accepted)
+        if found is not None:
+            coding, encoded = found
             return _encoded_response(response, coding, encoded)
         sibling = await asyncio.get_running_loop().run_in_executor(
-            self._executor, _read_sibling, route, coding, self._max_in_memory)
-        if isinstance(sibling, bytes):
-            self._remember(key, sibling)
-            return _encoded_response(response, coding, sibling)
+            self._executor, _read_sibling, route, accepted, self._max_in_memory)
         if sibling is not None:
-            fd, length = sibling
+            coding, form = sibling
+            if isinstance(form, bytes):
+                self._remember(_key(route, coding), form, from_sibling=True)
+                return _encoded_response(response, coding, form)
+            fd, length = form
             variant = _encoded_response(response, coding, b"", length)
             variant.region = FileRegion(fd, 0, length)
             return variant
+        key = _key(route, accepted[0])
         if body is not None and key not in self._making:
-            self._make(key, coding, body)
+            self._make(key, accepted[0], body)
         return None
 
     def cached(self, route: StaticFile, coding: str) -> bytes | None:
         """The cached form of this file version in `coding`, if there is one."""
-        return self._cache.get((str(route.path), route.mtime_ns, route.size, coding))
+        entry = self._cache.get(_key(route, coding))
+        return None if entry is None else entry[0]
 
     async def settled(self) -> None:
         """Waits for the background compressions under way (tests, shutdown)."""
@@ -114,17 +116,32 @@ class CompressedFiles:
 
         future.add_done_callback(done)
 
-    def _remember(self, key: _Key, encoded: bytes) -> None:
+    def _lookup(self, route: StaticFile, accepted: tuple[str, ...]) -> tuple[str, bytes] | None:
+        """The best cached form: the client's first coding, else a sibling it accepts (the
+        operator's files win over making a form of our own)."""
+        for rank, coding in enumerate(accepted):
+            key = _key(route, coding)
+            entry = self._cache.get(key)
+            if entry is not None and (rank == 0 or entry[1]):
+                self._cache.move_to_end(key)
+                return coding, entry[0]
+        return None
+
+    def _remember(self, key: _Key, encoded: bytes, *, from_sibling: bool = False) -> None:
         if len(encoded) > self._memory_limit:
             return
         old = self._cache.pop(key, None)
         if old is not None:
-            self._cached_bytes -= len(old)
-        self._cache[key] = encoded
+            self._cached_bytes -= len(old[0])
+        self._cache[key] = (encoded, from_sibling)
         self._cached_bytes += len(encoded)
         while self._cached_bytes > self._memory_limit or len(self._cache) > MAX_ENTRIES:
-            _, evicted = self._cache.popitem(last=False)
+            _, (evicted, _) = self._cache.popitem(last=False)
             self._cached_bytes -= len(evicted)
+
+
+def _key(route: StaticFile, coding: str) -> _Key:
+    return str(route.path), route.mtime_ns, route.size, coding
 
 
 def _encoded_response(response: StaticResponse, coding: str, body: bytes,
@@ -142,26 +159,29 @@ def _validators_for(headers: list[tuple[bytes, bytes]], encoded: bool
     return with_vary(headers)
 
 
-def _read_sibling(route: StaticFile, coding: str, max_in_memory: int
-                  ) -> bytes | tuple[int, int] | None:
-    """Runs in a thread: a fresh sibling's bytes, or (open fd, size) when it is too large to
-    hold, or None when there is none."""
-    opened = open_regular(Path(str(route.path) + SIBLING_SUFFIX[coding]))
-    if isinstance(opened, int):
-        return None
-    fd, st = opened
-    if st.st_mtime_ns < route.mtime_ns or st.st_size == 0:
-        os.close(fd)
-        return None  # older than the file it stands for: a stale build output
-    if st.st_size > max_in_memory:
-        return fd, st.st_size
-    try:
-        data = os.pread(fd, st.st_size, 0)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    return data if len(data) == st.st_size else None
+def _read_sibling(route: StaticFile, accepted: tuple[str, ...], max_in_memory: int
+                  ) -> tuple[str, bytes | tuple[int, int]] | None:
+    """Runs in a thread: the first fresh sibling in the client's order, as (coding, its bytes)
+    or (coding, (open fd, size)) when too large to hold; None when there is none."""
+    for coding in accepted:
+        opened = open_regular(Path(str(route.path) + SIBLING_SUFFIX[coding]))
+        if isinstance(opened, int):
+            continue
+        fd, st = opened
+        if st.st_mtime_ns < route.mtime_ns or st.st_size == 0:
+            os.close(fd)
+            continue  # older than the file it stands for: a stale build output
+        if st.st_size > max_in_memory:
+            return coding, (fd, st.st_size)
+        try:
+            data = os.pread(fd, st.st_size, 0)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        if len(data) == st.st_size:
+            return coding, data
+    return None
 
 
 def compressed_files(config: Config) -> CompressedFiles | None:

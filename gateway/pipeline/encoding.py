@@ -68,7 +68,8 @@ class CompressionPolicy:
     _prefixes: tuple[bytes, ...] = field(init=False, repr=False)
     _suffixes: tuple[tuple[bytes, bytes], ...] = field(init=False, repr=False)
     _type_memo: dict[bytes, bool] = field(init=False, repr=False, default_factory=dict)
-    _coding_memo: dict[bytes, str | None] = field(init=False, repr=False, default_factory=dict)
+    _coding_memo: dict[bytes, tuple[str, ...]] = field(init=False, repr=False,
+                                                       default_factory=dict)
 
     def __post_init__(self) -> None:
         exact, prefixes, suffixes = set(), [], []
@@ -116,19 +117,30 @@ class CompressionPolicy:
 
     def choose(self, request_headers: Headers) -> str | None:
         """The coding to answer this request with, or None for the identity body."""
+        ranked = self.acceptable(request_headers)
+        return ranked[0] if ranked else None
+
+    def acceptable(self, request_headers: Headers) -> tuple[str, ...]:
+        """Our codings this request accepts, best first; empty for the identity body."""
         value = _accept_encoding(request_headers)
         if value is None:
-            return None
-        known = self._coding_memo.get(value, "")
-        if known != "":
-            return known
-        chosen = negotiate(value, self.encodings)
-        _remember(self._coding_memo, value, chosen)
-        return chosen
+            return ()
+        known = self._coding_memo.get(value)
+        if known is None:
+            known = rank(value, self.encodings)
+            _remember(self._coding_memo, value, known)
+        return known
 
 
 def negotiate(accept_encoding: bytes, preference: Iterable[str]) -> str | None:
-    """The best of `preference` for an Accept-Encoding value (RFC 9110 section 12.5.3)."""
+    """The best of `preference` for an Accept-Encoding value, None for identity."""
+    ranked = rank(accept_encoding, preference)
+    return ranked[0] if ranked else None
+
+
+def rank(accept_encoding: bytes, preference: Iterable[str]) -> tuple[str, ...]:
+    """The codings of `preference` an Accept-Encoding value accepts, by q then by
+    `preference` (RFC 9110 section 12.5.3)."""
     weights: dict[str, float] = {}
     for item in accept_encoding.split(b","):
         token, _, params = item.partition(b";")
@@ -140,14 +152,11 @@ def negotiate(accept_encoding: bytes, preference: Iterable[str]) -> str | None:
             continue  # a malformed weight: as if the item were absent
         weights["gzip" if name == "x-gzip" else name] = q
     star = weights.get("*", 0.0)
-    best, best_q = None, 0.0
-    for coding in preference:
-        q = weights.get(coding, star)
-        if q > best_q:
-            best, best_q = coding, q
-    if best is not None and weights.get("identity", -1.0) > best_q:
-        return None
-    return best
+    scored = [(q, i, c) for i, c in enumerate(preference) if (q := weights.get(c, star)) > 0]
+    scored.sort(key=lambda s: (-s[0], s[1]))
+    if scored and weights.get("identity", -1.0) > scored[0][0]:
+        return ()
+    return tuple(c for _, _, c in scored)
 
 
 def _weight(params: bytes) -> float | None:

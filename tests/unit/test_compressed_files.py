@@ -171,3 +171,24 @@ async def test_large_sibling_is_streamed_from_disk(tmp_path: Path) -> None:
     assert ctx.header(b"content-encoding") == b"gzip"
     assert ctx.header(b"content-length") == b"%d" % sibling.stat().st_size
     assert decompress("gzip", ctx.body) == big
+
+
+async def test_a_sibling_the_client_accepts_wins_over_making_its_first_coding(css: Path) -> None:
+    sibling = write(Path(f"{css}.gz"), compress_whole("gzip", CSS, 9), MTIME)
+    files, compressed = static()
+    ctx = await get(files, css, ALL)  # zstd first, but the operator shipped .gz
+    assert ctx.header(b"content-encoding") == b"gzip" and ctx.body == sibling.read_bytes()
+    await compressed.settled()
+    assert compressed.cached(route(css), "zstd") is None  # nothing of our own was made
+
+
+async def test_a_form_made_for_one_client_is_not_forced_on_another(css: Path) -> None:
+    files, compressed = static()
+    await get(files, css, (b"accept-encoding", b"gzip"))
+    await compressed.settled()
+    ctx = await get(files, css, ALL)  # a browser: its zstd form is made, gzip's not reused
+    assert ctx.header(b"content-encoding") is None
+    await compressed.settled()
+    ctx = await get(files, css, ALL)
+    assert ctx.header(b"content-encoding") == b"zstd"
+    assert decompress("zstd", ctx.body) == CSS
