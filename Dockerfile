@@ -39,11 +39,13 @@ RUN python -m venv /opt/venv \
 # The CLI reads $prefix/etc/php.ini: the server's php.ini plus the OPcache line the server
 # passes itself, so `php` sees the same settings and `php -m` the same extensions.
 RUN prefix="$(cat /opt/php-gateway/prefix)" \
- && rm -rf "$prefix/include" "$prefix/lib/php/build" "$prefix/php" \
-      "$prefix/bin/phpize" "$prefix/bin/php-config" bridge ext gateway/php/_phpbridge.c \
+ && rm -rf "$prefix/include" "$prefix/php" "$prefix/bin/phpize" "$prefix/bin/php-config" \
+      bridge ext gateway/php/_phpbridge.c \
+ && find "$prefix/lib/php" -mindepth 1 -maxdepth 1 ! -name extensions -exec rm -rf {} + \
  && find "$prefix" /opt/venv \( -name '*.a' -o -name '*.la' \) -delete \
- && find "$prefix" /opt/venv gateway/php -type f \( -name '*.so' -o -name '*.so.*' -o -path "$prefix/bin/*" \) \
+ && find "$prefix" /opt/venv gateway/php -type f \( -name '*.so' -o -name '*.so.*' \) \
       -exec strip --strip-unneeded {} + \
+ && strip --strip-unneeded "$prefix/bin/php" \
  && { cat gateway/php/php.ini; \
       printf '\n; loaded by the server through its own INI entries (gateway/php/pool.py)\nzend_extension=opcache\n'; \
     } > "$prefix/etc/php.ini" \
@@ -74,7 +76,7 @@ ENV PATH=/opt/venv/bin:/opt/php-gateway/bin:$PATH \
     LISTEN_ADDR=0.0.0.0:8080 \
     TLS_LISTEN_ADDR=0.0.0.0:8443 \
     INTERNAL_ADDR=0.0.0.0:9090 \
-    ERROR_PAGES_DIR=/opt/php-gateway/app/www/errors
+    ERROR_PAGES_DIR=/opt/php-gateway/app/gateway/error_pages
 
 WORKDIR /var/www/html
 # numeric (= php-gateway) so Kubernetes runAsNonRoot can verify it
