@@ -22,10 +22,12 @@ deps: $(VENV_STAMP)
 php:
 	scripts/build-php.sh >/dev/null
 
-# Compiles bridge/ and ext/ against the cached libphp into gateway/php/_phpbridge*.so;
-# skipped when sources and the PHP prefix are unchanged.
+# Compiles bridge/ and ext/ against the cached libphp into gateway/php/_phpbridge*.so, and
+# the shared rate-limit table into gateway/pipeline/_rate_table*.so; each skipped when its
+# sources (and the PHP prefix) are unchanged.
 bridge: deps php
 	PHP_PREFIX=$$(scripts/build-php.sh 2>/dev/null | tail -1) $(PY) -m gateway.php.build
+	$(PY) -m gateway.pipeline.rate_table_build
 
 serve: bridge
 	$(VENV)/bin/php-gateway --document-root www $(ARGS)
@@ -49,4 +51,5 @@ image-test: deps
 	scripts/image-test.sh
 
 clean:
-	rm -rf build gateway/php/_phpbridge*.so gateway/php/_phpbridge.c
+	rm -rf build gateway/php/_phpbridge*.so gateway/php/_phpbridge.c \
+	  gateway/pipeline/_rate_table*.so gateway/pipeline/_rate_table.c

@@ -80,6 +80,13 @@ def _optional_non_negative_seconds(text: str) -> float | None:
     return _non_negative_seconds(text) if text else None
 
 
+def _optional_positive_integer(text: str) -> int | None:
+    return _integer(1)(text) if text else None
+
+
+MAX_RATE_LIMIT_CLIENTS = 16 * 1024 * 1024  # 256 MiB of rate-limit table
+
+
 def _seconds(text: str) -> float:
     value = _non_negative_seconds(text)
     if value == 0:
@@ -329,9 +336,15 @@ OPTIONS: tuple[Option, ...] = (
            "Address of the internal server (/health, /ready, /metrics, /config); empty = off.",
            "tokio_php INTERNAL_ADDR; php-fpm `pm.status_path`", default_doc="empty (off)"),
     Option("ERROR_PAGES_DIR", "error_pages_dir", "", _optional_directory,
-           "Directory of {status}.html pages sent for 4xx/5xx answers with an empty body when "
-           "the client accepts text/html; empty = built-in minimal pages.",
-           "tokio_php ERROR_PAGES_DIR; nginx `error_page`", default_doc="empty"),
+           "Directory of {status}.html pages (read at start-up, re-read within 2 s of a "
+           "change). A 4xx/5xx answer without a body of its own (the server's short "
+           "plain-text answers, an empty PHP one such as the 500 after a fatal error) is "
+           "sent as the page when the request's Accept lists text/html: status and other "
+           "headers kept, Content-Type text/html; charset=utf-8. A status without a file, or "
+           "every status when empty, gets a small built-in page. Other clients, HEAD requests "
+           "and answers with a body of their own are left as they are.",
+           "tokio_php ERROR_PAGES_DIR; nginx `error_page`",
+           default_doc="empty (built-in pages; the image: the shipped ones)"),
     Option("DRAIN_TIMEOUT_SECS", "drain_timeout_secs", "", _optional_non_negative_seconds,
            "On SIGTERM, how long in-flight requests may take to finish before connections are "
            "closed; 0 closes at once. Empty = REQUEST_TIMEOUT (30 when that is off), so a "
@@ -364,14 +377,40 @@ OPTIONS: tuple[Option, ...] = (
            "Write one JSON access-log line per request to stdout.",
            "tokio_php ACCESS_LOG; nginx `access_log`", kind="bool"),
     Option("RATE_LIMIT", "rate_limit", "0", _integer(0),
-           "Requests allowed per client IP per RATE_WINDOW (429 beyond); 0 = off.",
-           "tokio_php RATE_LIMIT; nginx `limit_req`"),
+           "Requests per RATE_WINDOW a client address may make, enforced smoothly (GCRA, "
+           "nginx's limit_req with nodelay): its allowance refills by one request every "
+           "RATE_WINDOW/RATE_LIMIT seconds and holds at most RATE_BURST. Beyond it the answer "
+           "is 429 with Retry-After (seconds until a request passes), and every answer carries "
+           "RateLimit-Policy, RateLimit and X-RateLimit-Limit/-Remaining/-Reset (Reset: "
+           "seconds until the allowance is full again). One limit across all PROCESSES "
+           "(shared memory). The address is REMOTE_ADDR after TRUSTED_PROXIES, IPv6 by its "
+           "/64. A 429 runs no PHP and reads no file; the internal server (INTERNAL_ADDR) is "
+           "never limited. 0 = off.", "tokio_php RATE_LIMIT; nginx `limit_req`"),
     Option("RATE_WINDOW", "rate_window", "60", _integer(1),
-           "Rate-limit window in seconds.", "tokio_php RATE_WINDOW"),
+           "Seconds in which RATE_LIMIT requests are allowed.",
+           "tokio_php RATE_WINDOW; nginx `limit_req_zone ... rate=`"),
+    Option("RATE_BURST", "rate_burst", "", _optional_positive_integer,
+           "Requests a client may make at once, with a full allowance, before the refill "
+           "rate applies; empty = RATE_LIMIT. Needs RATE_LIMIT.",
+           "nginx `limit_req ... burst= nodelay`", default_doc="empty (RATE_LIMIT)"),
+    Option("RATE_LIMIT_MAX_CLIENTS", "rate_limit_max_clients", "100000",
+           _integer(1, MAX_RATE_LIMIT_CLIENTS),
+           "Client addresses the rate limiter tracks, in a table of 16 bytes each made at "
+           "start-up (100000: 1.6 MB); it never grows. A new client takes the place of one "
+           "whose allowance is full again; if none is, of the one nearest to full, which "
+           "starts over with a full allowance: a flood of new addresses never gets a tracked "
+           "client refused.", "nginx `limit_req_zone ... zone=name:size`"),
     Option("TRUSTED_PROXIES", "trusted_proxies", "", _networks,
-           "IPs/CIDRs (comma or space separated) whose X-Forwarded-For / X-Forwarded-Proto "
-           "are believed for REMOTE_ADDR, HTTPS and rate limiting; empty = trust none.",
-           "nginx `set_real_ip_from` + `real_ip_header`", default_doc="empty"),
+           "IPs/CIDRs (comma or space separated) of proxies whose forwarding headers are "
+           "believed, only on connections from them: RFC 7239 Forwarded when present, else "
+           "X-Forwarded-For and X-Forwarded-Proto. The client is the rightmost address that "
+           "is not a trusted proxy (nginx `real_ip_recursive on`); the proto comes with it "
+           "(X-Forwarded-Proto: its one value, or the one at the same position). They set "
+           "REMOTE_ADDR (REMOTE_PORT: the header's port, else empty), HTTPS and "
+           "REQUEST_SCHEME, the rate-limit address and the access log's client. A malformed "
+           "address makes the header ignored. PHP sees the headers as HTTP_* either way; "
+           "empty = trust none.", "nginx `set_real_ip_from` + `real_ip_header`",
+           default_doc="empty"),
     Option("TLS_CERT", "tls_cert", "", _optional_file,
            "PEM certificate chain; set together with TLS_KEY to enable HTTPS, HTTP/2 and "
            "HTTP/3. The pair is loaded at start-up: an unusable one stops it. The client's "
@@ -446,6 +485,8 @@ class Config:
     access_log: bool
     rate_limit: int  # 0 = off
     rate_window: int
+    rate_burst: int  # resolved: RATE_LIMIT when unset (0 while rate limiting is off)
+    rate_limit_max_clients: int
     trusted_proxies: tuple[IPNetwork, ...]
     tls_cert: Path | None
     tls_key: Path | None
@@ -576,6 +617,10 @@ def _resolve_dependent(values: dict[str, Any]) -> None:
         # an HTTP/3 header block is credited only once parsed: it must fit one stream window
         raise ConfigError("H2_MAX_HEADER_LIST_SIZE",
                           f"must be below {_H3_STREAM_WINDOW // 1024}K while HTTP3 is on")
+    if values["rate_burst"] is None:
+        values["rate_burst"] = values["rate_limit"]
+    elif values["rate_limit"] == 0:
+        raise ConfigError("RATE_BURST", "needs RATE_LIMIT > 0 (rate limiting is off)")
     if values["drain_timeout_secs"] is None:
         values["drain_timeout_secs"] = values["request_timeout"] or DEFAULT_DRAIN_TIMEOUT_SECS
     processes = values["processes"]

@@ -7,9 +7,11 @@ STOP_GRACE_SECS after the drain window even if a script is still running. The in
 listener closes last, so that probes read "not ready" instead of being refused meanwhile.
 
 Run by the supervisor as
-`python -m gateway.worker --worker-index I --fds role=fd,... [--ready-fd FD] -- ARGS`;
+`python -m gateway.worker --worker-index I --fds role=fd,... [--ready-fd FD]
+[--rate-table-fd T] -- ARGS`;
 the worker writes one byte to FD once it serves (the supervisor restarts a worker that
-served at once, one that never did with a back-off).
+served at once, one that never did with a back-off); T is the memfd of the rate-limit
+table all workers share (gateway/pipeline/rate_table.py).
 """
 
 from __future__ import annotations
@@ -106,11 +108,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--worker-index", type=int, required=True)
     parser.add_argument("--fds", required=True)
     parser.add_argument("--ready-fd", type=int, default=None)
+    parser.add_argument("--rate-table-fd", type=int, default=None)
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
     config = load_config(rest, os.environ)
     configure_logging(config.log_level, config.service_name)
+    if args.rate_table_fd is not None:
+        from gateway.pipeline.rate_table import attach_inherited
+
+        attach_inherited(args.rate_table_fd)
     import uvloop
 
     uvloop.run(serve(config, args.worker_index, _sockets(args.fds), args.ready_fd))

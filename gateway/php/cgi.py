@@ -97,7 +97,8 @@ def build_request(
         b"DOCUMENT_URI", script_name + path_info,
         listener,
         b"REMOTE_ADDR", client[0].encode(),
-        b"REMOTE_PORT", str(client[1]).encode(),
+        # port 0: a trusted proxy named the client without one; nginx leaves it empty
+        b"REMOTE_PORT", str(client[1]).encode() if client[1] else b"",
         b"SERVER_NAME", server_name,
         b"SERVER_PROTOCOL", protocol,
         b"SCRIPT_FILENAME", script.filename.encode(),

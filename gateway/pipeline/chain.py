@@ -2,8 +2,16 @@
 
 Outermost first, each seeing what the ones after it answer:
 
-1. access log        every answer with its status and the bytes sent (ACCESS_LOG)
-2. endpoint          router -> static file | PHP | redirect | error status
+1. proxies           the client behind a trusted proxy (TRUSTED_PROXIES): ctx.client, tls
+2. access log        every answer with its status and the bytes sent (ACCESS_LOG)
+3. rate limit        429 beyond RATE_LIMIT per client address, fields on every answer
+4. error pages       an HTML page for a bodiless 4xx/5xx when the client accepts HTML
+5. endpoint          router -> static file | PHP | redirect | error status
+
+The proxies stage comes before the log so that the log names the client PHP sees; it
+answers nothing itself and cannot fail, so the log misses no answer for it. The rate
+limiter answers 429 by passing the request on with error_status set: error pages and the
+endpoint make the answer, the router and PHP never run.
 
 Every request passes the same chain, over HTTP/1.1, HTTP/2 and HTTP/3, and so do the
 answers the server makes itself (ctx.error_status set): a request that could not be parsed,
@@ -17,13 +25,21 @@ from gateway.php.pool import PhpPool
 from gateway.pipeline.access_log import access_log
 from gateway.pipeline.context import App, Middleware
 from gateway.pipeline.endpoint import Endpoint
+from gateway.pipeline.error_pages import error_pages
+from gateway.pipeline.proxies import trusted_proxies
+from gateway.pipeline.rate_limit import rate_limit
 
 
 def middleware_for(config: Config) -> list[Middleware]:
     """The enabled middleware, outermost first."""
     chain: list[Middleware] = []
+    if config.trusted_proxies:
+        chain.append(trusted_proxies(config))
     if config.access_log:
         chain.append(access_log)
+    if config.rate_limit:
+        chain.append(rate_limit(config))
+    chain.append(error_pages(config))
     return chain
 
 

@@ -95,6 +95,7 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("ACCESS_LOG", "Off", "access_log", False),
     ("RATE_LIMIT", "100", "rate_limit", 100),
     ("RATE_WINDOW", "10", "rate_window", 10),
+    ("RATE_LIMIT_MAX_CLIENTS", "5000", "rate_limit_max_clients", 5000),
     ("TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1 ::1", "trusted_proxies",
      (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("192.168.1.1/32"),
       ipaddress.ip_network("::1/128"))),
@@ -126,7 +127,7 @@ def _text(text: str, files: dict[str, Path]) -> str:
 
 
 def test_cases_cover_every_option() -> None:
-    covered = {env for env, *_ in CASES} | {"TLS_CERT", "TLS_KEY", "HTTP3"}
+    covered = {env for env, *_ in CASES} | {"TLS_CERT", "TLS_KEY", "HTTP3", "RATE_BURST"}
     assert covered == {opt.env for opt in OPTIONS}
 
 
@@ -160,7 +161,8 @@ def test_defaults(files: dict[str, Path]) -> None:
     assert c.static_cache_ttl == 86400
     assert (c.request_timeout, c.sse_timeout) == (120, 1800)
     assert c.access_log is False and c.compression is True and c.http3 is False
-    assert (c.rate_limit, c.rate_window) == (0, 60)
+    assert (c.rate_limit, c.rate_window, c.rate_burst) == (0, 60, 0)
+    assert c.rate_limit_max_clients == 100_000
     assert c.max_body_size == 64 * 1024**2
     assert (c.max_header_size, c.max_request_line) == (16384, 8192)
     assert (c.h2_max_concurrent_streams, c.h2_max_header_list_size) == (100, 65536)
@@ -258,6 +260,10 @@ BAD: list[tuple[str, str, str]] = [
     ("HTTP3", "sometimes", "on/off"),
     ("RATE_LIMIT", "lots", "integer"),
     ("RATE_WINDOW", "0", "positive integer"),
+    ("RATE_BURST", "0", "positive integer"),
+    ("RATE_BURST", "many", "positive integer"),
+    ("RATE_LIMIT_MAX_CLIENTS", "0", "from 1 to 16777216"),
+    ("RATE_LIMIT_MAX_CLIENTS", "99999999999", "from 1 to 16777216"),
     ("TRUSTED_PROXIES", "10.0.0.0/8, example.com", "example.com"),
     ("TLS_CERT", "/nonexistent/cert.pem", "does not exist"),
     ("HTTP1_PARSER", "llhttp", "httptools, h11"),
@@ -338,6 +344,16 @@ def test_http3_needs_header_lists_that_fit_a_stream_window(files: dict[str, Path
     assert "below 256K while HTTP3 is on" in str(info.value)
     c = load(files, env={**tls, "H2_MAX_HEADER_LIST_SIZE": "256K", "HTTP3": "off"})
     assert c.h2_max_header_list_size == 256 * 1024
+
+
+def test_rate_burst_defaults_to_rate_limit_and_needs_it(files: dict[str, Path]) -> None:
+    assert load(files, env={"RATE_LIMIT": "40"}).rate_burst == 40
+    assert load(files, env={"RATE_LIMIT": "40", "RATE_BURST": "5"}).rate_burst == 5
+    assert load(files, ["--rate-limit", "40", "--rate-burst", "100"]).rate_burst == 100
+    with pytest.raises(ConfigError) as info:
+        load(files, env={"RATE_BURST": "5"})
+    assert str(info.value) == ("--rate-burst / RATE_BURST: needs RATE_LIMIT > 0 "
+                               "(rate limiting is off)")
 
 
 def test_http3_on_without_tls_is_refused(files: dict[str, Path]) -> None:
