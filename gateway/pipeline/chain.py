@@ -6,12 +6,14 @@ Outermost first, each seeing what the ones after it answer:
 2. access log        every answer with its status and the bytes sent (ACCESS_LOG)
 3. rate limit        429 beyond RATE_LIMIT per client address, fields on every answer
 4. error pages       an HTML page for a bodiless 4xx/5xx when the client accepts HTML
-5. endpoint          router -> static file | PHP | redirect | error status
+5. compression       zstd / br / gzip as the client accepts, streamed (COMPRESSION)
+6. endpoint          router -> static file | PHP | redirect | error status
 
 The proxies stage comes before the log so that the log names the client PHP sees; it
 answers nothing itself and cannot fail, so the log misses no answer for it. The rate
 limiter answers 429 by passing the request on with error_status set: error pages and the
-endpoint make the answer, the router and PHP never run.
+endpoint make the answer, the router and PHP never run. Compression is innermost so that
+the stages outside it (error pages, the log's byte count) see what goes on the wire.
 
 Every request passes the same chain, over HTTP/1.1, HTTP/2 and HTTP/3, and so do the
 answers the server makes itself (ctx.error_status set): a request that could not be parsed,
@@ -24,6 +26,7 @@ from gateway.config import Config
 from gateway.php.pool import PhpPool
 from gateway.pipeline.access_log import access_log
 from gateway.pipeline.context import App, Middleware
+from gateway.pipeline.compression import compression
 from gateway.pipeline.endpoint import Endpoint
 from gateway.pipeline.error_pages import error_pages
 from gateway.pipeline.proxies import trusted_proxies
@@ -43,6 +46,8 @@ def middleware_for(config: Config) -> list[Middleware]:
     return chain
 
 
+    if config.compression:
+        chain.append(compression(config))
 def compose(middleware: list[Middleware], endpoint: App) -> App:
     app = endpoint
     for wrap in reversed(middleware):
