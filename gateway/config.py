@@ -281,16 +281,6 @@ def _networks(text: str) -> tuple[IPNetwork, ...]:
     return tuple(nets)
 
 
-# ---------------------------------------------------------------- the option table
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    env: str  # environment variable; the flag is derived from it
-    field: str  # Config attribute
-    default: str  # textual default, parsed like user input
-    parse: Callable[[str], Any]
-    help: str
 COMPRESSION_CODINGS = ("zstd", "br", "gzip")  # every content coding the gateway makes
 # nginx gzip_types, widened to what browsers fetch as text (Caddy's `encode` defaults alike)
 DEFAULT_COMPRESSION_TYPES = (
@@ -326,6 +316,16 @@ def _media_types(text: str) -> tuple[str, ...]:
     return types
 
 
+# ---------------------------------------------------------------- the option table
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    env: str  # environment variable; the flag is derived from it
+    field: str  # Config attribute
+    default: str  # textual default, parsed like user input
+    parse: Callable[[str], Any]
+    help: str
     peer: str = ""  # tokio_php / nginx / php-fpm equivalent, for the docs
     kind: str = "value"  # "value", "bool" (flag without value means on) or "list" (repeatable)
     default_doc: str = ""  # shown instead of `default` when the default is computed
@@ -550,6 +550,9 @@ class Config:
     tls_key: Path | None
     http3: bool  # resolved from auto
     compression: bool
+    compression_encodings: tuple[str, ...]  # preference order
+    compression_min_size: int  # bytes
+    compression_types: tuple[str, ...]  # lower-case media-type patterns
     http1_parser: str  # "httptools" | "h11"
     max_body_size: int  # bytes; 0 = unlimited
     max_header_size: int
@@ -568,9 +571,6 @@ class Config:
     @property
     def single_entry_point(self) -> bool:
         return self.index_file is not None
-    compression_encodings: tuple[str, ...]  # preference order
-    compression_min_size: int  # bytes
-    compression_types: tuple[str, ...]  # lower-case media-type patterns
 
     def php_workers_for(self, process_index: int) -> int:
         """PHP threads of one worker process; the total is split as evenly as possible."""

@@ -25,8 +25,8 @@ from __future__ import annotations
 from gateway.config import Config
 from gateway.php.pool import PhpPool
 from gateway.pipeline.access_log import access_log
-from gateway.pipeline.context import App, Middleware
 from gateway.pipeline.compression import compression
+from gateway.pipeline.context import App, Middleware
 from gateway.pipeline.endpoint import Endpoint
 from gateway.pipeline.error_pages import error_pages
 from gateway.pipeline.proxies import trusted_proxies
@@ -43,11 +43,11 @@ def middleware_for(config: Config) -> list[Middleware]:
     if config.rate_limit:
         chain.append(rate_limit(config))
     chain.append(error_pages(config))
+    if config.compression:
+        chain.append(compression(config))
     return chain
 
 
-    if config.compression:
-        chain.append(compression(config))
 def compose(middleware: list[Middleware], endpoint: App) -> App:
     app = endpoint
     for wrap in reversed(middleware):
