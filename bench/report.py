@@ -125,8 +125,8 @@ def markdown_table(rows: list[Row], labels: dict[str, str], workload_labels: dic
     by_ratio = {(x["workload"], x["protocol"]): x for x in ratios(rows, subject, baseline)}
     lines = [
         f"| workload | protocol | server | req/s | p50 ms | p99 ms | errors | peak RSS MiB "
-        f"| server CPU µs/req | req/s ÷ {labels.get(baseline, baseline)} |",
-        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|",
+        f"| server CPU µs/req | bytes/resp | req/s ÷ {labels.get(baseline, baseline)} |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     order = {k: i for i, k in enumerate(workload_labels)}
     srv_order = {k: i for i, k in enumerate(labels)}
@@ -138,7 +138,7 @@ def markdown_table(rows: list[Row], labels: dict[str, str], workload_labels: dic
             f"| {workload_labels.get(r.workload, r.workload)} | {PROTOCOL_LABEL[r.protocol]} "
             f"| {labels.get(r.server, r.server)} | {_f(r.rps, ',.0f')} | {_f(r.p50_ms, '.2f')} "
             f"| {_f(r.p99_ms, '.2f')} | {err} | {r.peak_rss / MIB:.0f} "
-            f"| {_f(r.cpu_us_per_request, '.0f')} "
+            f"| {_f(r.cpu_us_per_request, '.0f')} | {_f(r.bytes_per_response, ',.0f')} "
             f"| {'**' + _f(ratio['rps'], '.2f') + 'x**' if ratio else ''} |"
         )
     return "\n".join(lines)
@@ -147,7 +147,7 @@ def markdown_table(rows: list[Row], labels: dict[str, str], workload_labels: dic
 def plain_table(rows: list[Row], labels: dict[str, str], workload_labels: dict[str, str]) -> str:
     """Fixed-width table for the terminal."""
     head = f"{'workload':24} {'proto':5} {'server':26} {'req/s':>10} {'p50ms':>8} {'p99ms':>8} " \
-           f"{'errors':>7} {'RSS MiB':>8}"
+           f"{'errors':>7} {'RSS MiB':>8} {'bytes/resp':>10}"
     out = [head, "-" * len(head)]
     order = {k: i for i, k in enumerate(workload_labels)}
     srv_order = {k: i for i, k in enumerate(labels)}
@@ -157,7 +157,7 @@ def plain_table(rows: list[Row], labels: dict[str, str], workload_labels: dict[s
             f"{workload_labels.get(r.workload, r.workload)[:24]:24} {r.protocol:5} "
             f"{labels.get(r.server, r.server)[:26]:26} {_f(r.rps, ',.0f'):>10} "
             f"{_f(r.p50_ms, '.2f'):>8} {_f(r.p99_ms, '.2f'):>8} {r.errors:>7} "
-            f"{r.peak_rss / MIB:>8.0f}"
+            f"{r.peak_rss / MIB:>8.0f} {_f(r.bytes_per_response, ',.0f'):>10}"
         )
     return "\n".join(out)
 

@@ -69,7 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds of unmeasured load per cell before round 1 (default 1)")
     p.add_argument("--servers", default=f"{GATEWAY},{FPM84},{FPM82}",
                    help=f"comma list of {GATEWAY},{FPM84},{FPM82}")
-    p.add_argument("--workloads", default="hello,superglobals,static,big,post")
+    p.add_argument("--workloads", default="hello,superglobals,static,big,post,page-gzip,"
+                   "static-gzip,page-br,static-br")
     p.add_argument("--protocols", default="h1,h2")
     p.add_argument("--php-workers", type=int, default=2 * cores,
                    help="PHP threads in php-gateway = php-fpm pm.max_children (default 2 x cores)")
@@ -193,8 +194,11 @@ def smoke(server: Server, ws: list[Workload], ca: Path) -> dict[tuple[str, str],
                     bad[(w.key, proto)] = f"{type(e).__name__}: {e}"
                     continue
                 want = "HTTP/2" if proto == "h2" else "HTTP/1.1"
-                if r.status_code != 200 or r.http_version != want or not w.check(r.content):
+                if (r.status_code != 200 or r.http_version != want or not w.check(r.content)
+                        or r.headers.get("content-encoding", "") != w.encoding):
                     bad[(w.key, proto)] = (f"{r.http_version} {r.status_code}, "
+                                           f"content-encoding "
+                                           f"{r.headers.get('content-encoding', 'none')}, "
                                            f"{len(r.content)} bytes: {r.content[:120]!r}")
     return bad
 

@@ -20,6 +20,8 @@ from bench import procs
 
 REPO = Path(__file__).resolve().parent.parent
 PHP_INI = REPO / "gateway" / "php" / "php.ini"
+# Debian's libnginx-mod-http-brotli-filter (installed by scripts/install-system-deps.sh bench)
+NGINX_BROTLI = Path("/usr/lib/nginx/modules/ngx_http_brotli_filter_module.so")
 
 
 @dataclass(frozen=True)
@@ -131,11 +133,14 @@ catch_workers_output = no
         )
         nginx_conf = d / "nginx.conf"
         user = "user root root;" if root else ""
+        brotli = NGINX_BROTLI.exists()
+        load_brotli = f"load_module {NGINX_BROTLI};" if brotli else ""
         # Stock Debian nginx + php-fpm wiring (snippets/fastcgi-php.conf), access log off like
         # php-gateway's default; keepalive_requests raised so neither server closes a
         # benchmark connection mid-run (nginx's default is 1000 requests, php-gateway has none).
         nginx_conf.write_text(
             f"""{user}
+{load_brotli}
 worker_processes {self.nginx_workers};
 daemon off;
 pid {d}/nginx.pid;
@@ -149,6 +154,8 @@ http {{
     tcp_nopush on;
     keepalive_requests 1000000;
     client_max_body_size 64m;
+    gzip on;  # Debian's nginx.conf; the stock gzip_comp_level 1 and gzip_types text/html
+    {"brotli on;" if brotli else ""}
     client_body_temp_path {d}/tmp/body;
     fastcgi_temp_path {d}/tmp/fastcgi;
     proxy_temp_path {d}/tmp/proxy;

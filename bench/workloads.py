@@ -13,6 +13,7 @@ HERE = Path(__file__).resolve().parent
 STATIC_NAME = "static-100k.bin"
 STATIC_SIZE = 100 * 1024
 BIG_SIZE = 1024 * 1024
+PAGE_NAME = "page30k.html"  # bench/www/page30k.php renders the same bytes
 POST_SIZE = 10 * 1024
 POST_FIELDS = 100
 COOKIE = "session=9f86d081884c7d659a2feaa0c55ad015; theme=dark; consent=yes; tz=UTC; ab=b"
@@ -27,6 +28,7 @@ class Workload:
     headers: tuple[tuple[str, str], ...] = ()
     post_body: Path | None = None  # set by prepare_docroot for the POST workload
     check: Callable[[bytes], bool] = lambda body: True  # is this the right answer?
+    encoding: str = ""  # the Content-Encoding the answer must have (Accept-Encoding sent)
 
 
 def _json_check(pred: Callable[[dict[str, object]], bool]) -> Callable[[bytes], bool]:
@@ -56,6 +58,23 @@ def post_body() -> bytes:
     return (body + "x" * (POST_SIZE - len(body))).encode()
 
 
+def html_page() -> bytes:
+    """The 30 KiB page bench/www/page30k.php renders, byte for byte."""
+    out = "<!doctype html>\n<html><head><title>Catalogue</title></head><body><table>\n"
+    i = 0
+    while len(out) < 30 * 1024:
+        out += (f'<tr class="row"><td>{i}</td><td><a href="/item/{i}">Item {i}</a></td>'
+                f"<td>{(i * 7919) % 10007}</td></tr>\n")
+        i += 1
+    return (out + "</table></body></html>\n").encode()
+
+
+def _compressed(key: str, label: str, path: str, coding: str) -> Workload:
+    page = html_page()
+    return Workload(key, label, path, headers=(("Accept-Encoding", coding),),
+                    check=lambda body: body == page, encoding=coding)
+
+
 def workloads(run: Path) -> list[Workload]:
     return [
         Workload("hello", "hello.php", "/hello.php", check=lambda b: b == b"Hello, World!"),
@@ -72,6 +91,11 @@ def workloads(run: Path) -> list[Workload]:
             post_body=run / "post-body.txt",
             check=_json_check(lambda d: d.get("fields") == POST_FIELDS),
         ),
+        # compression: nginx `gzip on` (and its brotli module when installed) beside ours
+        _compressed("page-gzip", "PHP 30 KB HTML, gzip", "/page30k.php", "gzip"),
+        _compressed("static-gzip", "static 30 KB HTML, gzip", f"/{PAGE_NAME}", "gzip"),
+        _compressed("page-br", "PHP 30 KB HTML, br", "/page30k.php", "br"),
+        _compressed("static-br", "static 30 KB HTML, br", f"/{PAGE_NAME}", "br"),
     ]
 
 
@@ -81,6 +105,7 @@ def prepare_docroot(run: Path) -> Path:
     shutil.copytree(HERE / "www", docroot)
     # Incompressible bytes, so no server wins by compressing; seeded, so every run is alike.
     (docroot / STATIC_NAME).write_bytes(random.Random(100).randbytes(STATIC_SIZE))
+    (docroot / PAGE_NAME).write_bytes(html_page())
     (run / "post-body.txt").write_bytes(post_body())
     (run / "post.lua").write_text(
         "-- wrk: POST the 10 KiB urlencoded form on every request\n"

@@ -8,6 +8,7 @@ from urllib.parse import quote
 from gateway.config import Config
 from gateway.php.cgi import Script
 from gateway.php.pool import PhpPool
+from gateway.pipeline.compressed_files import compressed_files
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.php_stage import PhpStage, PhpStageOptions
 from gateway.pipeline.responses import respond, respond_status
@@ -21,7 +22,8 @@ _REFUSED_METHODS = frozenset({b"TRACE"})
 class Endpoint:
     def __init__(self, config: Config, pool: PhpPool) -> None:
         self.router = Router.from_config(config)
-        self.static = StaticFiles(config.static_cache_ttl)
+        self.static = StaticFiles(config.static_cache_ttl,
+                                  compressed=compressed_files(config))
         self.php = PhpStage(
             pool,
             PhpStageOptions(request_timeout=config.request_timeout,

@@ -4,9 +4,11 @@
 either the whole body in memory (files up to 256 KiB, kept in a bounded LRU keyed by path,
 mtime and size) or an open file region to stream. `send()` writes it out: streamed files go
 in 64 KiB chunks read with os.pread in the default executor, one chunk read ahead, each
-sent through `send_data` so the socket's backpressure paces the disk. A compression stage
-can sit between the two: it sees `content_type` and the in-memory `body` and may replace
-both body and headers. `serve()` is prepare + send.
+sent through `send_data` so the socket's backpressure paces the disk. With COMPRESSION on,
+`prepare()` answers a client that accepts zstd, br or gzip with the file's compressed form
+when there is one (a precompressed sibling or a cached one: gateway/pipeline/compressed_files.py);
+other compressible answers are encoded on the fly by the compression middleware.
+`serve()` is prepare + send.
 
 HTTP behaviour (nginx-compatible): ETag `"<mtime hex>-<size hex>"`, Last-Modified, 304 on
 If-None-Match (weak comparison, wins over If-Modified-Since) or If-Modified-Since, one byte
@@ -29,11 +31,14 @@ from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.routing import StaticFile
 from gateway.protocol.events import Headers, Request
+
+if TYPE_CHECKING:
+    from gateway.pipeline.compressed_files import CompressedFiles
 
 T = TypeVar("T")
 CHUNK_SIZE = 64 * 1024
@@ -134,6 +139,7 @@ class StaticFiles:
         memory_cache_bytes: int = MEMORY_CACHE_BYTES,
         chunk_size: int = CHUNK_SIZE,
         executor: Executor | None = None,
+        compressed: CompressedFiles | None = None,
     ) -> None:
         self._cache_control = (
             None if cache_ttl is None else f"public, max-age={cache_ttl}".encode("ascii")
@@ -142,6 +148,7 @@ class StaticFiles:
         self._memory_limit = memory_cache_bytes
         self._chunk = chunk_size
         self._executor = executor
+        self._compressed = compressed
         self._cache: OrderedDict[tuple[str, int, int], _Entry] = OrderedDict()
         self._cached_bytes = 0
 
@@ -166,9 +173,14 @@ class StaticFiles:
             entry = loaded
             self._remember(key, entry)
         response = self._respond(entry, request.headers, head)
+        if self._compressed is not None:
+            encoded = await self._compressed.encode(request, route, entry.content_type,
+                                                    entry.body, response)
+            if encoded is not None:
+                return encoded
         if entry.body is not None or not response.send_body or response.status >= 300:
             return response
-        opened = await self._run(_open, route.path)
+        opened = await self._run(open_regular, route.path)
         if isinstance(opened, int):
             return _empty(opened)
         fd, st = opened
@@ -239,7 +251,7 @@ class StaticFiles:
 
     def _load(self, path: Path) -> _Entry | int:
         """Runs in a thread: a small file's bytes and metadata, or the HTTP status of failure."""
-        opened = _open(path)
+        opened = open_regular(path)
         if isinstance(opened, int):
             return opened
         fd, st = opened
@@ -321,7 +333,7 @@ def _entry(path: Path, size: int, mtime_ns: int, body: bytes | None) -> _Entry:
     )
 
 
-def _open(path: Path) -> tuple[int, os.stat_result] | int:
+def open_regular(path: Path) -> tuple[int, os.stat_result] | int:
     """Open a regular file for reading: (fd, fstat) or the HTTP status explaining why not."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
