@@ -10,9 +10,10 @@ for that coding, as nginx's `gzip_static` / `brotli_static` and Caddy's `precomp
    enough to hold in memory, else streamed from disk like any large file. The operator's
    files win over a form of our own in a coding the client prefers;
 3. else, for a file held in memory, the best-quality form (compressors.BEST) in the
-   client's first coding is made in the thread executor in the background, once, and
-   cached; until it is ready, and for large files without a sibling, the response goes on
-   unencoded and the compression middleware encodes it on the fly at the fast level.
+   client's first coding is made in the background, once, on a thread of its own (one at a
+   time, at most MAX_MAKING waiting), and cached; until it is ready, and for large files
+   without a sibling, the response goes on unencoded and the compression middleware
+   encodes it on the fly at the fast level.
 
 The cache holds at most `memory_bytes` of compressed bodies (least recently used first out).
 Every such response, and its 304s, carry `Vary: Accept-Encoding`; encoded ones and the 304s
@@ -26,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import OrderedDict
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
 
 from gateway.config import Config
@@ -39,6 +40,7 @@ from gateway.protocol.events import Request
 SIBLING_SUFFIX = {"zstd": ".zst", "br": ".br", "gzip": ".gz"}
 MEMORY_BYTES = 32 * 1024 * 1024
 MAX_ENTRIES = 8192
+MAX_MAKING = 64  # forms waiting to be made; past it a file waits for a later request
 
 _Key = tuple[str, int, int, str]  # path, mtime_ns, size, coding
 
@@ -54,6 +56,9 @@ class CompressedFiles:
         self._cache: OrderedDict[_Key, tuple[bytes, bool]] = OrderedDict()
         self._cached_bytes = 0
         self._making: dict[_Key, asyncio.Future[bytes]] = {}  # background compressions
+        # one thread of its own: a deploy's first wave of brotli-11 work neither takes every
+        # core nor queues the file reads of the shared executor behind it
+        self._maker: ThreadPoolExecutor | None = None
 
     async def encode(self, request: Request, route: StaticFile, content_type: bytes,
                      body: bytes | None, response: StaticResponse) -> StaticResponse | None:
@@ -86,7 +91,7 @@ class CompressedFiles:
             variant.region = FileRegion(fd, 0, length)
             return variant
         key = _key(route, accepted[0])
-        if body is not None and key not in self._making:
+        if body is not None and key not in self._making and len(self._making) < MAX_MAKING:
             self._make(key, accepted[0], body)
         return None
 
@@ -103,8 +108,10 @@ class CompressedFiles:
     # ------------------------------------------------------------ internals
 
     def _make(self, key: _Key, coding: str, body: bytes) -> None:
+        if self._maker is None:
+            self._maker = ThreadPoolExecutor(1, thread_name_prefix="compress-static")
         future = asyncio.get_running_loop().run_in_executor(
-            self._executor, compress_whole, coding, body, BEST[coding])
+            self._maker, compress_whole, coding, body, BEST[coding])
         self._making[key] = future
 
         def done(f: asyncio.Future[bytes]) -> None:
