@@ -1,6 +1,10 @@
 """The supervisor: binds the listening sockets, spawns worker processes that inherit them,
 restarts a worker that dies, and on SIGTERM/SIGINT asks every worker to drain.
 
+A worker that dies after it became ready (a crash while serving) is restarted at once, as
+nginx respawns a crashed worker; only one that dies before it is ready (a broken
+configuration, a PHP that cannot start) waits 1, 2, 4 ... 30 s before the next attempt.
+
 Workers are fresh interpreters (`python -m gateway.worker`), never forks: a process with
 live PHP threads must not fork. Each re-reads the same flags and environment, so the
 configuration is parsed identically everywhere.
@@ -9,6 +13,7 @@ configuration is parsed identically everywhere.
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import socket
 import subprocess
@@ -24,7 +29,7 @@ from gateway.config import Config, HostPort
 log = structlog.get_logger("gateway.supervisor")
 
 RESTART_BACKOFF_MAX = 30.0
-QUICK_DEATH_SECS = 5.0  # a worker dying sooner than this after start backs off
+KILL_GRACE_SECS = 5.0  # a worker still alive this long after its drain window is killed
 
 
 @dataclass(slots=True)
@@ -34,8 +39,19 @@ class Listeners:
     TCP listeners are one SO_REUSEPORT socket per worker, like nginx's `reuseport`: the
     kernel spreads new connections over them by address hash. With one shared socket the
     first worker to wake accepted a whole burst (all ten connections of an HTTP/2 client
-    pool landed in one process while the other idled). The supervisor keeps every socket
-    open, so connections that arrive while a worker restarts wait in its socket's backlog.
+    pool landed in one process while the other idled).
+
+    The supervisor keeps no copy of a worker's TCP sockets once the worker has them
+    (`release`), so they close with the worker: from that moment the kernel hashes new
+    connections to live workers only. (Connections already queued in a dead worker's socket
+    are reset, or moved to a live socket where net.ipv4.tcp_migrate_req=1; a copy kept here
+    would hold them, and keep taking new ones, until the restart.) A replacement gets fresh
+    sockets (`rebind`) that listen only once it is ready: asyncio's create_server listens.
+
+    The UDP sockets and the shared internal socket stay here for replacements: closing one
+    UDP socket of the group changes the group's size, and the kernel's hash would then send
+    the QUIC packets of other workers' connections to the wrong process. SIGTERM closes
+    them (`close_held`), so that the workers' own close during the drain is final.
     """
 
     http: list[socket.socket]
@@ -44,6 +60,9 @@ class Listeners:
     # a client's address to one socket, so each QUIC connection stays in one process.
     quic: list[socket.socket] = field(default_factory=list)
     internal: socket.socket | None = None
+    # role -> (host, port) the TCP sockets are bound to, for replacements
+    bound: dict[str, tuple[str, int]] = field(default_factory=dict)
+    reuseport: bool = False  # TCP sockets share their port (more than one worker)
 
     def roles(self, worker: int) -> dict[str, socket.socket]:
         out = {"http": self.http[worker]}
@@ -54,6 +73,30 @@ class Listeners:
         if self.internal is not None:
             out["internal"] = self.internal
         return out
+
+    def _tcp_groups(self) -> list[tuple[str, list[socket.socket]]]:
+        return [(role, group) for role, group in (("http", self.http), ("tls", self.tls))
+                if group]
+
+    def release(self, worker: int) -> None:
+        """The worker has inherited its TCP sockets: close our copies."""
+        for _, group in self._tcp_groups():
+            group[worker].close()
+
+    def rebind(self, worker: int) -> None:
+        """Fresh TCP sockets for a worker whose sockets were released, bound but not
+        listening. Raises OSError when the address cannot be bound any more."""
+        for role, group in self._tcp_groups():
+            if group[worker].fileno() == -1:
+                host, port = self.bound[role]
+                group[worker] = _bind_tcp_socket(host, port, self.reuseport)
+
+    def close_held(self) -> None:
+        """Close the copies kept for replacements (SIGTERM: there will be none)."""
+        for sock in self.quic:
+            sock.close()
+        if self.internal is not None:
+            self.internal.close()
 
 
 def _tcp_socket(host: str) -> socket.socket:
@@ -94,6 +137,19 @@ def bind_tcp(addr: HostPort, option: str, count: int = 1) -> list[socket.socket]
     return socks
 
 
+def _bind_tcp_socket(host: str, port: int, reuseport: bool) -> socket.socket:
+    sock = _tcp_socket(host)
+    try:
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def bind_udp(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
@@ -113,11 +169,13 @@ def bind_udp(host: str, port: int) -> socket.socket:
 def bind_listeners(config: Config) -> Listeners:
     n = config.processes
     http = bind_tcp(config.listen_addr, "--listen-addr / LISTEN_ADDR", n)
-    listeners = Listeners(http=http)
+    listeners = Listeners(http=http, reuseport=n > 1)
+    listeners.bound["http"] = http[0].getsockname()[:2]
     tls_sock = http[0]
     if config.tls and config.tls_listen_addr is not None:
         listeners.tls = bind_tcp(config.tls_listen_addr, "--tls-listen-addr / TLS_LISTEN_ADDR", n)
         tls_sock = listeners.tls[0]
+        listeners.bound["tls"] = tls_sock.getsockname()[:2]
     if config.tls and config.http3:
         host, port = tls_sock.getsockname()[:2]
         listeners.quic = [bind_udp(host, port) for _ in range(n)]
@@ -152,9 +210,16 @@ def listening_addresses(config: Config, listeners: Listeners) -> dict[str, str]:
 class _Worker:
     index: int
     proc: subprocess.Popen[bytes] | None = None
-    started: float = 0.0
-    failures: int = 0
+    pidfd: int = -1  # readable once the process has exited
+    ready_fd: int = -1  # the worker writes one byte here once it serves
+    ready: bool = False
+    failures: int = 0  # deaths before ready in a row
     restart_at: float = 0.0
+
+
+def backoff(failures: int) -> float:
+    """Delay before restarting a worker that died `failures` times in a row unready."""
+    return 0.0 if failures == 0 else min(RESTART_BACKOFF_MAX, 0.5 * 2**failures)
 
 
 class Supervisor:
@@ -164,15 +229,84 @@ class Supervisor:
         self.argv = list(argv)
         self.workers = [_Worker(i) for i in range(config.processes)]
         self.stopping = False
+        self._selector = selectors.DefaultSelector()
 
     def _spawn(self, w: _Worker) -> None:
+        try:
+            self.listeners.rebind(w.index)
+        except OSError as exc:
+            self._failed(w, f"cannot bind its sockets again: {exc.strerror}")
+            return
         roles = self.listeners.roles(w.index)
         fds = ",".join(f"{role}={sock.fileno()}" for role, sock in roles.items())
+        ready_r, ready_w = os.pipe()
         cmd = [sys.executable, "-m", "gateway.worker", "--worker-index", str(w.index),
-               "--fds", fds, "--", *self.argv]
-        w.proc = subprocess.Popen(cmd, pass_fds=[s.fileno() for s in roles.values()])
-        w.started = time.monotonic()
+               "--fds", fds, "--ready-fd", str(ready_w), "--", *self.argv]
+        try:
+            w.proc = subprocess.Popen(cmd, pass_fds=[*(s.fileno() for s in roles.values()),
+                                                     ready_w])
+        except OSError as exc:
+            os.close(ready_r)
+            self._failed(w, f"cannot start: {exc}")
+            return
+        finally:
+            os.close(ready_w)
+        self.listeners.release(w.index)
+        w.ready = False
+        w.ready_fd = ready_r
+        os.set_blocking(ready_r, False)
+        self._selector.register(ready_r, selectors.EVENT_READ, (self._on_ready, w))
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is not None:
+            w.pidfd = pidfd_open(w.proc.pid)
+            self._selector.register(w.pidfd, selectors.EVENT_READ, (self._on_exit, w))
         log.info("worker started", worker=w.index, pid=w.proc.pid)
+
+    def _failed(self, w: _Worker, reason: str) -> None:
+        w.failures += 1
+        delay = backoff(w.failures)
+        w.restart_at = time.monotonic() + delay
+        log.error("worker not started", worker=w.index, reason=reason, restart_in=delay)
+
+    def _on_ready(self, w: _Worker) -> None:
+        if w.ready_fd < 0:
+            return  # closed by _on_exit earlier in the same batch of events
+        try:
+            data = os.read(w.ready_fd, 16)
+        except BlockingIOError:
+            return
+        if data:
+            w.ready = True
+            w.failures = 0
+        else:  # the worker closed its end (it exits, or wrote already)
+            self._close_ready(w)
+
+    def _close_ready(self, w: _Worker) -> None:
+        if w.ready_fd >= 0:
+            self._selector.unregister(w.ready_fd)
+            os.close(w.ready_fd)
+            w.ready_fd = -1
+
+    def _on_exit(self, w: _Worker) -> None:
+        proc = w.proc
+        if proc is None or (code := proc.poll()) is None:
+            return
+        if w.ready_fd >= 0:
+            self._on_ready(w)  # a byte written just before dying still counts
+            self._close_ready(w)
+        if w.pidfd >= 0:
+            self._selector.unregister(w.pidfd)
+            os.close(w.pidfd)
+            w.pidfd = -1
+        w.proc = None
+        if self.stopping:
+            return
+        # served before: a crash, restart now; never ready: a broken set-up, back off
+        w.failures = 0 if w.ready else w.failures + 1
+        delay = backoff(w.failures)
+        w.restart_at = time.monotonic() + delay
+        log.error("worker died", worker=w.index, pid=proc.pid, exit_code=code,
+                  was_ready=w.ready, restart_in=delay)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         if self.stopping:
@@ -180,6 +314,8 @@ class Supervisor:
         self.stopping = True
         log.info("draining", signal=signal.Signals(signum).name,
                  timeout=self.config.drain_timeout_secs)
+        # the workers close their listeners now; our copies must not keep them open
+        self.listeners.close_held()
         for w in self.workers:
             if w.proc is not None and w.proc.poll() is None:
                 w.proc.send_signal(signal.SIGTERM)
@@ -191,19 +327,18 @@ class Supervisor:
             self._spawn(w)
         while not self.stopping:
             now = time.monotonic()
+            waits = [w.restart_at - now for w in self.workers if w.proc is None]
+            # a signal does not cut select() short (PEP 475): wake up now and then to see it
+            timeout = max(0.0, min([0.2, *waits]))
+            for key, _ in self._selector.select(timeout):
+                handler, w = key.data
+                handler(w)
             for w in self.workers:
-                if w.proc is not None and (code := w.proc.poll()) is not None and not self.stopping:
-                    quick = now - w.started < QUICK_DEATH_SECS
-                    w.failures = w.failures + 1 if quick else 0
-                    delay = min(RESTART_BACKOFF_MAX, 0.5 * 2 ** w.failures) if quick else 0.0
-                    log.error("worker died", worker=w.index, pid=w.proc.pid, exit_code=code,
-                              restart_in=delay)
-                    w.proc = None
-                    w.restart_at = now + delay
-                if w.proc is None and not self.stopping and now >= w.restart_at:
+                if w.pidfd < 0 and w.proc is not None:
+                    self._on_exit(w)  # no pidfd on this system: polled
+                if w.proc is None and not self.stopping and time.monotonic() >= w.restart_at:
                     self._spawn(w)
-            time.sleep(0.1)
-        deadline = time.monotonic() + self.config.drain_timeout_secs + 5
+        deadline = time.monotonic() + self.config.drain_timeout_secs + KILL_GRACE_SECS
         code = 0
         for w in self.workers:
             if w.proc is None:

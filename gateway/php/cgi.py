@@ -9,6 +9,7 @@ import functools
 from dataclasses import dataclass
 
 from gateway.php.pool import Headers, PhpRequest
+from gateway.protocol.request_fields import valid_host
 
 SERVER_SOFTWARE = b"php-gateway"
 _PROTOCOLS = {
@@ -17,6 +18,16 @@ _PROTOCOLS = {
     "2": (b"HTTP/2.0", 2000),
     "3": (b"HTTP/3.0", 3000),
 }
+
+
+# SERVER_NAME option (nginx's server_name): one per worker process, set by configure()
+_configured_server_name: bytes | None = None
+
+
+def configure(server_name: str | None) -> None:
+    """Use `server_name` as every request's SERVER_NAME (None: the request's Host)."""
+    global _configured_server_name
+    _configured_server_name = server_name.encode("utf-8") if server_name else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +79,7 @@ def build_request(
     authority: bytes = b"",
     has_body: bool = True,
     extra_vars: list[tuple[bytes, bytes]] | None = None,
+    server_name: bytes | None = None,
 ) -> PhpRequest:
     query = target.partition(b"?")[2]
     protocol, proto_num = _PROTOCOLS.get(http_version, (b"HTTP/1.1", 1001))
@@ -82,7 +94,12 @@ def build_request(
         # HTTP/2 and HTTP/3 carry the host as :authority; PHP apps read HTTP_HOST.
         host = authority
         headers = [(b"host", authority), *headers]
-    server_name = host_and_port(host, server[1])[0] if host else server[0].encode()
+    if server_name is None:
+        server_name = _configured_server_name
+    if server_name is None:
+        # a Host that is not host[:port] must not reach PHP as SERVER_NAME (apps trust it)
+        valid = bool(host) and valid_host(host)
+        server_name = host_and_port(host, server[1])[0] if valid else server[0].encode()
     script_name = script.name.encode()
     path_info = script.path_info.encode()
     root, listener = _constant_vars(document_root, server, tls)

@@ -33,7 +33,11 @@ from hyperframe.frame import GoAwayFrame
 
 from gateway.protocol.events import Body, BodyTooLarge, EndBody, Headers, Request, StreamReset
 from gateway.protocol.hpack_memo import MemoDecoder, MemoEncoder
-from gateway.protocol.request_fields import malformed_h2_request, split_request_fields
+from gateway.protocol.request_fields import (
+    malformed_h2_request,
+    split_request_fields,
+    valid_host,
+)
 from gateway.protocol.response_headers import ResponseDefaults, response_fields
 
 
@@ -238,6 +242,8 @@ class Http2Adapter:
         refused = 0
         if method == b"CONNECT":
             refused = 501
+        elif not valid_host(authority):  # RFC 3986 host[:port], as HTTP/1 checks Host
+            refused = 400
         elif content_length is not None and content_length > self._max_body_bytes:
             refused = 413
         # receiving stays True until StreamEnded, which turns into EndBody even without a body

@@ -59,7 +59,7 @@ from aioquic.quic.recovery import QuicPacketSpace
 from aioquic.quic.stream import QuicStream
 
 from gateway.protocol.events import Body, BodyTooLarge, EndBody, Headers, Request, StreamReset
-from gateway.protocol.request_fields import split_request_fields
+from gateway.protocol.request_fields import split_request_fields, valid_host
 from gateway.protocol.response_headers import STATUS, ResponseDefaults, response_fields
 
 ALPN: Final = tuple(H3_ALPN)
@@ -440,6 +440,8 @@ class Http3Adapter:
         authority = pseudo.get(b":authority")
         if authority is None or (split.host is not None and split.host != authority):
             return 400  # RFC 9114 §4.3.1: both present means both equal
+        if not valid_host(authority):
+            return 400  # RFC 3986 host[:port], as HTTP/1 checks Host
         length = split.content_length
         content_length = int(length) if length is not None else None  # aioquic checked digits
         refused = 0

@@ -11,6 +11,7 @@ import pytest
 from gateway.config import ConfigError, load_config
 from gateway.protocol.events import Body, EndBody, ProtocolError, Request
 from gateway.protocol.http1 import MAX_CHUNK_SIZE, PARSERS, H1Event, Http1Adapter, Wait
+from gateway.protocol.http2 import Http2Adapter
 from gateway.protocol.request_fields import valid_host
 
 CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -161,3 +162,43 @@ def test_server_name_option_refuses_what_is_not_a_host(bad: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(["--server-name", bad], {"DOCUMENT_ROOT": "/"})
     assert str(info.value).startswith("--server-name / SERVER_NAME: must be a host name")
+
+
+# ---------------------------------------------------------------- HTTP/2 :authority
+
+
+def h2_request(authority: bytes, host: bytes | None = None) -> Request:
+    import h2.config
+    import h2.connection
+
+    server = Http2Adapter()
+    server.initiate()
+    client = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=True, header_encoding=None))
+    client.initiate_connection()
+    server.receive_data(client.data_to_send())
+    client.receive_data(server.data_to_send())
+    fields = [(b":method", b"GET"), (b":path", b"/"), (b":scheme", b"https")]
+    if authority:
+        fields.append((b":authority", authority))
+    if host is not None:
+        fields.append((b"host", host))
+    client.send_headers(1, fields, end_stream=True)
+    requests = [e for e in server.receive_data(client.data_to_send()) if isinstance(e, Request)]
+    assert len(requests) == 1
+    return requests[0]
+
+
+@pytest.mark.parametrize("authority", BAD_HOSTS[:-1], ids=repr)  # empty: malformed, reset
+def test_h2_invalid_authority_is_400(authority: bytes) -> None:
+    assert h2_request(authority).refused == 400
+
+
+def test_h2_invalid_host_without_authority_is_400() -> None:
+    assert h2_request(b"", host=b"a b").refused == 400
+
+
+@pytest.mark.parametrize("authority", GOOD_HOSTS, ids=repr)
+def test_h2_valid_authority_is_accepted(authority: bytes) -> None:
+    request = h2_request(authority)
+    assert (request.refused, request.authority) == (0, authority)
