@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from gateway.config import Config, HostPort
+from gateway.pipeline.rate_table import RateTable
 
 log = structlog.get_logger("gateway.supervisor")
 
@@ -230,6 +231,8 @@ class Supervisor:
         self.workers = [_Worker(i) for i in range(config.processes)]
         self.stopping = False
         self._selector = selectors.DefaultSelector()
+        # the rate-limit table every worker maps: one limit for the whole server
+        self.rate_table = shared_rate_table(config)
 
     def _spawn(self, w: _Worker) -> None:
         try:
@@ -240,11 +243,13 @@ class Supervisor:
         roles = self.listeners.roles(w.index)
         fds = ",".join(f"{role}={sock.fileno()}" for role, sock in roles.items())
         ready_r, ready_w = os.pipe()
+        table = [] if self.rate_table is None else [self.rate_table.fd]
         cmd = [sys.executable, "-m", "gateway.worker", "--worker-index", str(w.index),
-               "--fds", fds, "--ready-fd", str(ready_w), "--", *self.argv]
+               "--fds", fds, "--ready-fd", str(ready_w),
+               *(f"--rate-table-fd={fd}" for fd in table), "--", *self.argv]
         try:
             w.proc = subprocess.Popen(cmd, pass_fds=[*(s.fileno() for s in roles.values()),
-                                                     ready_w])
+                                                     ready_w, *table])
         except OSError as exc:
             os.close(ready_r)
             self._failed(w, f"cannot start: {exc}")
@@ -352,6 +357,16 @@ class Supervisor:
                 code = 1
         log.info("stopped")
         return code
+
+
+def shared_rate_table(config: Config) -> RateTable | None:
+    """The table of RATE_LIMIT's state, in a memfd the workers inherit; None when off."""
+    if not config.rate_limit:
+        return None
+    try:
+        return RateTable.create(config.rate_limit_max_clients)
+    except (RuntimeError, OSError) as exc:
+        raise SystemExit(f"php-gateway: --rate-limit / RATE_LIMIT: {exc}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
