@@ -222,3 +222,13 @@ def _stream_decoder(coding: str) -> Callable[[bytes], bytes]:
         d = brotli.Decompressor()
         return lambda data: bytes(d.process(data))
     return zstandard.ZstdDecompressor().decompressobj().decompress  # type: ignore[no-any-return]
+
+
+def test_compression_is_the_innermost_middleware_when_on() -> None:
+    from gateway.config import load_config
+    from gateway.pipeline.chain import middleware_for
+
+    on = middleware_for(load_config(["--document-root", "."], {}))
+    assert on[-1].__qualname__ == "compress_with.<locals>.wrap"
+    off = middleware_for(load_config(["--document-root", ".", "--compression", "off"], {}))
+    assert all(m.__qualname__ != "compress_with.<locals>.wrap" for m in off)
