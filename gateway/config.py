@@ -291,6 +291,41 @@ def _networks(text: str) -> tuple[IPNetwork, ...]:
     return tuple(nets)
 
 
+COMPRESSION_CODINGS = ("zstd", "br", "gzip")  # every content coding the gateway makes
+# nginx gzip_types, widened to what browsers fetch as text (Caddy's `encode` defaults alike)
+DEFAULT_COMPRESSION_TYPES = (
+    "text/*", "application/json", "application/*+json", "application/x-ndjson",
+    "application/javascript", "application/x-javascript", "application/ecmascript",
+    "application/xml", "application/*+xml", "application/yaml", "application/x-yaml",
+    "image/svg+xml", "image/x-icon", "image/vnd.microsoft.icon", "image/bmp",
+    "application/wasm", "font/ttf", "font/otf", "font/collection", "application/x-font-ttf",
+    "application/x-font-otf", "application/vnd.ms-fontobject",
+)
+_MEDIA_PATTERN = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]*/(\*|\*\+[a-z0-9!#$&^_.+-]+|"
+                            r"[a-z0-9][a-z0-9!#$&^_.+-]*)")
+
+
+def _codings(text: str) -> tuple[str, ...]:
+    names = tuple(item for item in re.split(r"[,\s]+", text.lower()) if item)
+    for name in names:
+        if name not in COMPRESSION_CODINGS:
+            raise ValueError(f"{name!r} is not one of " + ", ".join(COMPRESSION_CODINGS))
+    if not names or len(set(names)) != len(names):
+        raise ValueError("must list zstd, br and/or gzip, each once (COMPRESSION=off "
+                         "turns compression off)")
+    return names
+
+
+def _media_types(text: str) -> tuple[str, ...]:
+    types = tuple(item for item in re.split(r"[,\s]+", text.lower()) if item)
+    for item in types:
+        if not _MEDIA_PATTERN.fullmatch(item):
+            raise ValueError(f"{item!r} is not type/subtype, type/* or type/*+suffix")
+    if not types:
+        raise ValueError("must name at least one type (COMPRESSION=off turns compression off)")
+    return types
+
+
 # ---------------------------------------------------------------- the option table
 
 
@@ -441,8 +476,31 @@ OPTIONS: tuple[Option, ...] = (
            "TLS is configured; on without TLS is refused.", "nginx `listen ... quic`",
            kind="bool", default_doc="auto (on with TLS)"),
     Option("COMPRESSION", "compression", "on", _boolean,
-           "Compress compressible responses (br, zstd, gzip) when the client accepts it.",
-           "nginx `gzip` / `brotli`; tokio_php always-on brotli", kind="bool"),
+           "Compress responses for clients that accept it (Accept-Encoding, q-values and * "
+           "as RFC 9110 says): the best of COMPRESSION_ENCODINGS, for COMPRESSION_TYPES "
+           "bodies of at least COMPRESSION_MIN_SIZE; never HEAD, 1xx/204/205/206/304, Range "
+           "answers, a response that already has a Content-Encoding (PHP's ob_gzhandler) or "
+           "Cache-Control: no-transform. Such responses get Vary: Accept-Encoding, and a "
+           "compressed one a weak ETag and no Accept-Ranges. PHP output is compressed as it "
+           "streams, each flush() and SSE event sent on at once. Static files: a "
+           "precompressed sibling (app.css.zst, .br, .gz) not older than the file is sent as "
+           "it is, else the best-quality form is made once in the background and kept in a "
+           "32 MiB cache per process. See docs/compression.md.",
+           "nginx `gzip` + `gzip_static` / `brotli`; Caddy `encode`; tokio_php always-on "
+           "brotli", kind="bool"),
+    Option("COMPRESSION_ENCODINGS", "compression_encodings", "zstd,br,gzip", _codings,
+           "Content codings offered, the preferred first: a comma list of zstd, br, gzip. The "
+           "client's q-values decide; this order breaks ties.", "Caddy `encode zstd br gzip`"),
+    Option("COMPRESSION_MIN_SIZE", "compression_min_size", "256", _size(0),
+           "Smallest body, by its Content-Length, that is compressed (K/M suffixes). Streamed "
+           "output has none and is compressed whatever its size.",
+           "nginx `gzip_min_length`; Caddy `minimum_length`"),
+    Option("COMPRESSION_TYPES", "compression_types", ",".join(DEFAULT_COMPRESSION_TYPES),
+           _media_types,
+           "Content-Types compressed, comma or space separated: `type/subtype`, `type/*` or "
+           "`type/*+suffix` (parameters such as charset are ignored).", "nginx `gzip_types`",
+           default_doc="`text/*`, JSON, JavaScript, XML, SVG, wasm, fonts, icons (the "
+           "list: docs/compression.md)"),
     Option("HTTP1_PARSER", "http1_parser", "httptools", _choice(("httptools", "h11")),
            "HTTP/1.1 parser: httptools (fast, C) or h11 (pure Python).", "uvicorn `--http`"),
     Option("MAX_BODY_SIZE", "max_body_size", "64M", _size(0),
@@ -510,6 +568,9 @@ class Config:
     tls_key: Path | None
     http3: bool  # resolved from auto
     compression: bool
+    compression_encodings: tuple[str, ...]  # preference order
+    compression_min_size: int  # bytes
+    compression_types: tuple[str, ...]  # lower-case media-type patterns
     http1_parser: str  # "httptools" | "h11"
     max_body_size: int  # bytes; 0 = unlimited
     max_header_size: int
