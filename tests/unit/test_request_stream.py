@@ -13,12 +13,12 @@ import h2.connection
 import h2.events
 import pytest
 import structlog
+from fake_context import FakeContext
 
 from gateway.pipeline.access_log import access_log
 from gateway.pipeline.chain import compose
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.responses import respond_status
-from gateway.protocol.events import Headers, Request
 from gateway.protocol.response_headers import ResponseDefaults
 from gateway.server.dispatch import connection_factory
 from gateway.server.h2_connection import H2Connection
@@ -218,35 +218,6 @@ async def test_body_timeout_answers_408_and_closes() -> None:
     assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head
     assert body == b"408 Request Timeout\n"
     assert transport.closed and state.active_requests == 0
-
-
-class FakeContext:
-    """A RequestContext that records what the chain sends."""
-
-    def __init__(self, method: bytes = b"GET", target: bytes = b"/",
-                 error_status: int | None = None) -> None:
-        self.request = Request(1, method, target, [], "1.1")
-        self.client = ("192.0.2.7", 40000)
-        self.server = ("127.0.0.1", 8080)
-        self.tls = False
-        self.disconnected = asyncio.Event()
-        self.error_status = error_status
-        self.sent: list[tuple[str, Any]] = []
-
-    async def receive(self) -> bytes | None:
-        return None
-
-    def take_complete_body(self) -> bytes | None:
-        return b""
-
-    async def send_response(self, status: int, headers: Headers) -> None:
-        self.sent.append(("response", status))
-
-    async def send_data(self, data: bytes) -> None:
-        self.sent.append(("data", data))
-
-    async def end(self) -> None:
-        self.sent.append(("end", None))
 
 
 async def test_access_log_records_status_and_bytes_of_every_answer(
