@@ -12,7 +12,7 @@ from prometheus_client.registry import Collector
 
 from gateway.php.pool import PhpPool
 from gateway.pipeline.context import RequestContext
-from gateway.pipeline.responses import respond
+from gateway.pipeline.responses import respond, respond_status
 
 
 class PoolCollector(Collector):
@@ -48,6 +48,9 @@ class InternalApp:
         self.registry.register(PoolCollector(pool))
 
     async def __call__(self, ctx: RequestContext) -> None:
+        if ctx.error_status is not None:  # an answer the server makes itself (bad request...)
+            await respond_status(ctx, ctx.error_status)
+            return
         path = ctx.request.target.partition(b"?")[0]
         json_type = [(b"content-type", b"application/json")]
         if path == b"/health":
@@ -71,6 +74,5 @@ class InternalApp:
         headers = [*headers, (b"content-length", str(len(body)).encode()),
                    (b"cache-control", b"no-store")]
         await ctx.send_response(status, headers)
-        if ctx.request.method != b"HEAD":
-            await ctx.send_data(body)
+        await ctx.send_data(body)  # dropped for HEAD by the request stream
         await ctx.end()

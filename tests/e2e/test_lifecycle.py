@@ -29,15 +29,17 @@ def access_lines(log: str) -> list[dict[str, object]]:
 
 
 def test_malformed_http1_request_is_in_the_access_log(tmp_path: Path, docroot: Path) -> None:
-    s = start_server(tmp_path, docroot, "--access-log")
+    s = start_server(tmp_path, docroot, "--access-log", internal=True)
     try:
-        with raw_connection(s.port) as sock:
-            sock.sendall(b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n")
-            raw = b""
-            while chunk := sock.recv(65536):
-                raw += chunk
-        assert raw.startswith(b"HTTP/1.1 400 ")
-        assert raw.endswith(b"\r\n\r\n400 Bad Request\n")
+        for port in (s.port, s.internal_port):  # the internal server answers it alike
+            assert port is not None
+            with raw_connection(port) as sock:
+                sock.sendall(b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n")
+                raw = b""
+                while chunk := sock.recv(65536):
+                    raw += chunk
+            assert raw.startswith(b"HTTP/1.1 400 ")
+            assert raw.endswith(b"\r\n\r\n400 Bad Request\n")
         with raw_connection(s.port) as sock:
             sock.sendall(b"GET /hello.php HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             while sock.recv(65536):
