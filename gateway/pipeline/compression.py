@@ -20,6 +20,7 @@ held until its first byte: an error answer that stays empty reaches the error-pa
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 
 from gateway.config import Config
@@ -88,7 +89,7 @@ class _Compressing(ContextProxy):
             status, headers = self.held
             self.held = None
             if len(data) == self.want_length:
-                body = await _run(compress_whole, coding, data)
+                body = await _encode(data, functools.partial(compress_whole, coding))
                 self.mode = _PASS  # the body is complete: anything after is not ours to encode
                 await self.inner.send_response(status, encoded_headers(headers, coding, len(body)))
                 await self.inner.send_data(body)
@@ -103,7 +104,7 @@ class _Compressing(ContextProxy):
             await self.inner.send_response(status, encoded_headers(headers, coding, None))
         encoder = self.encoder
         assert encoder is not None
-        out = await _run(encoder.compress, data)
+        out = await _encode(data, encoder.compress)
         if out:
             await self.inner.send_data(out)
 
@@ -123,11 +124,11 @@ class _Compressing(ContextProxy):
         await self.inner.end()
 
 
-async def _run(func: Callable[..., bytes], *args: object) -> bytes:
-    size = len(args[-1]) if args and isinstance(args[-1], bytes) else 0
-    if size < OFFLOAD_BYTES:
-        return func(*args)
-    return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+async def _encode(data: bytes, encode: Callable[[bytes], bytes]) -> bytes:
+    """`encode(data)`, in the thread executor when `data` is big enough to hold up the loop."""
+    if len(data) < OFFLOAD_BYTES:
+        return encode(data)
+    return await asyncio.get_running_loop().run_in_executor(None, encode, data)
 
 
 def compress_with(policy: CompressionPolicy) -> Middleware:
