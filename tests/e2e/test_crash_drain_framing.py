@@ -66,9 +66,11 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, s: Server) 
     return time.monotonic() - start
 
 
-def http(port: int, raw: bytes, timeout: float = 5) -> tuple[int, dict[bytes, bytes], bytes]:
+def http(port: int, raw: bytes, timeout: float = 5,
+         tls: ssl.SSLContext | None = None) -> tuple[int, dict[bytes, bytes], bytes]:
     """Send `raw` on a fresh connection, read until the server closes it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as plain:
+        sock = tls.wrap_socket(plain, server_hostname="127.0.0.1") if tls else plain
         sock.sendall(raw)
         data = b""
         while chunk := sock.recv(65536):
@@ -384,14 +386,10 @@ def test_server_name_option_sets_server_name(tmp_path: Path, docroot: Path,
                      tls=(certs["cert"], certs["key"]))
     try:
         context = ssl.create_default_context(cafile=certs["ca"])
-        with context.wrap_socket(socket.create_connection(("127.0.0.1", s.port), timeout=5),
-                                 server_hostname="127.0.0.1") as sock:
-            sock.sendall(b"GET /server.php HTTP/1.1\r\nHost: other.test\r\n"
-                         b"Connection: close\r\n\r\n")
-            data = b""
-            while chunk := sock.recv(65536):
-                data += chunk
-        server = json.loads(data.partition(b"\r\n\r\n")[2])["server"]
+        status, _, body = http(s.port, b"GET /server.php HTTP/1.1\r\nHost: other.test\r\n"
+                                       b"Connection: close\r\n\r\n", tls=context)
+        assert status == 200
+        server = json.loads(body)["server"]
         assert (server["SERVER_NAME"], server["HTTP_HOST"]) == ("app.example", "other.test")
 
         async def over_h3() -> dict[str, str]:
