@@ -420,6 +420,27 @@ OPTIONS: tuple[Option, ...] = (
            "tokio_php HEADER_TIMEOUT_SECS; nginx `client_header_timeout`"),
     Option("BODY_TIMEOUT_SECS", "body_timeout_secs", "60", _seconds,
            "Longest gap between two reads of a request body.", "nginx `client_body_timeout`"),
+    Option("SEND_TIMEOUT_SECS", "send_timeout_secs", "60", _seconds,
+           "Longest a response may wait on a client that takes none of it; then the stream is "
+           "reset (HTTP/2, HTTP/3) or the connection closed (HTTP/1), with a warning logged.",
+           "nginx `send_timeout`"),
+    Option("REQUEST_BUFFERING", "request_buffering", "on", _boolean,
+           "Receive the whole request body before PHP is given the request (in memory within "
+           "BUFFER_MEMORY, else in a temp file removed afterwards), so a slow upload costs a "
+           "connection, not a PHP thread. off: PHP reads the body as it arrives "
+           "(BODY_TIMEOUT_SECS then bounds each read).",
+           "nginx `fastcgi_request_buffering`", kind="bool"),
+    Option("RESPONSE_BUFFERING", "response_buffering", "on", _boolean,
+           "Take PHP's output as fast as PHP writes it and hold what the client has not yet "
+           "taken (in memory within BUFFER_MEMORY, else in a temp file, at most 1 GiB a "
+           "response), so a slow reader does not hold a PHP thread. flush() and Server-Sent "
+           "Events still reach a client that keeps up at once. off: PHP waits for the client.",
+           "nginx `fastcgi_buffering`, `fastcgi_max_temp_file_size 1024m`", kind="bool"),
+    Option("BUFFER_MEMORY", "buffer_memory", "64M", _size(0),
+           "Request and response bytes one worker process holds in memory for buffering "
+           "(1 MiB at most per request); beyond it they go to temp files in TMPDIR, unlinked "
+           "at once.",
+           "nginx `client_body_buffer_size`, `fastcgi_buffers`"),
     Option("IDLE_TIMEOUT_SECS", "idle_timeout_secs", "60", _seconds,
            "Keep-alive connections with no request in flight are closed after this.",
            "tokio_php IDLE_TIMEOUT_SECS; nginx `keepalive_timeout`"),
@@ -556,6 +577,10 @@ class Config:
     sse_timeout: float | None
     header_timeout_secs: float
     body_timeout_secs: float
+    send_timeout_secs: float
+    request_buffering: bool
+    response_buffering: bool
+    buffer_memory: int  # bytes per worker process
     idle_timeout_secs: float
     tls_handshake_timeout_secs: float
     access_log: bool

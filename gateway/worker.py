@@ -64,7 +64,6 @@ def _cut_off() -> None:
 async def serve(config: Config, index: int, sockets: dict[str, socket.socket],
                 ready_fd: int | None = None) -> None:
     from gateway.observability.internal import InternalApp
-    from gateway.php import cgi
     from gateway.php.pool import PhpPool, PoolOptions
     from gateway.pipeline.chain import build_app
     from gateway.server.listen import start_listeners
@@ -77,7 +76,6 @@ async def serve(config: Config, index: int, sockets: dict[str, socket.socket],
             ini_set=config.php_ini_set,
         )
     )
-    cgi.configure(config.server_name)
     pool.start()
     internal = InternalApp(pool, index)
     servers = await start_listeners(config, sockets, build_app(config, pool), internal)

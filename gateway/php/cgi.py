@@ -8,7 +8,8 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from gateway.php.pool import Headers, PhpRequest
+from gateway.php.pool import PhpRequest
+from gateway.protocol.events import Headers
 from gateway.protocol.request_fields import valid_host
 
 SERVER_SOFTWARE = b"php-gateway"
@@ -18,16 +19,6 @@ _PROTOCOLS = {
     "2": (b"HTTP/2.0", 2000),
     "3": (b"HTTP/3.0", 3000),
 }
-
-
-# SERVER_NAME option (nginx's server_name): one per worker process, set by configure()
-_configured_server_name: bytes | None = None
-
-
-def configure(server_name: str | None) -> None:
-    """Use `server_name` as every request's SERVER_NAME (None: the request's Host)."""
-    global _configured_server_name
-    _configured_server_name = server_name.encode("utf-8") if server_name else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +85,7 @@ def build_request(
         # HTTP/2 and HTTP/3 carry the host as :authority; PHP apps read HTTP_HOST.
         host = authority
         headers = [(b"host", authority), *headers]
-    if server_name is None:
-        server_name = _configured_server_name
-    if server_name is None:
+    if server_name is None:  # no SERVER_NAME option (nginx's server_name)
         # a Host that is not host[:port] must not reach PHP as SERVER_NAME (apps trust it)
         valid = bool(host) and valid_host(host)
         server_name = host_and_port(host, server[1])[0] if valid else server[0].encode()

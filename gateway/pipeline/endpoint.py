@@ -13,6 +13,7 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.php_stage import PhpStage, PhpStageOptions
 from gateway.pipeline.responses import respond, respond_status
 from gateway.pipeline.routing import PhpScript, Redirect, Router, StaticFile
+from gateway.pipeline.spool import MemoryBudget
 from gateway.pipeline.static import StaticFiles
 
 # nginx answers TRACE with 405 and never passes it on; so does php-gateway
@@ -27,7 +28,12 @@ class Endpoint:
         self.php = PhpStage(
             pool,
             PhpStageOptions(request_timeout=config.request_timeout,
-                            sse_timeout=config.sse_timeout),
+                            sse_timeout=config.sse_timeout,
+                            server_name=config.server_name.encode() if config.server_name
+                            else None,
+                            request_buffering=config.request_buffering,
+                            response_buffering=config.response_buffering),
+            MemoryBudget(config.buffer_memory),
         )
 
     async def __call__(self, ctx: RequestContext) -> None:

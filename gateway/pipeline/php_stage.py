@@ -1,9 +1,16 @@
-"""The pipeline stage that runs a PHP script: request in, response out, both streamed.
+"""The pipeline stage that runs a PHP script: request in, response out.
 
-The request body is pumped into the bridge concurrently with the response (PHP may answer
-before it has read everything); the response body leaves as PHP writes it, and each chunk
-is acknowledged to the bridge only after the connection took it (send_data returned), so
-a slow client holds the PHP thread back instead of filling memory.
+Request buffering (REQUEST_BUFFERING, on by default, as nginx's fastcgi_request_buffering):
+the body is received before the request is queued for PHP, so a slow upload costs a
+connection and a spool (memory, then a temp file), never a PHP thread; PHP then sees the
+real CONTENT_LENGTH even for a chunked upload. Off, the body is pumped into the bridge as
+it arrives, concurrently with the response (PHP may answer before it has read everything).
+
+Response buffering (RESPONSE_BUFFERING, on by default, as fastcgi_buffering): PHP's output is
+taken as fast as PHP writes it into a spool that the connection drains at the client's pace,
+so the PHP thread is free when the script ends, whatever the client does. A client that
+keeps up gets every flush() at once. Off, each chunk is acknowledged to the bridge only
+after the connection took it, so a slow client holds the PHP thread back.
 """
 
 from __future__ import annotations
@@ -15,9 +22,11 @@ from dataclasses import dataclass
 import structlog
 
 from gateway.php.cgi import Script, build_request
-from gateway.php.pool import Headers, Overloaded, PhpCall, PhpPool, PoolStopped
+from gateway.php.pool import Overloaded, PhpCall, PhpPool, PoolStopped
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.responses import respond
+from gateway.pipeline.spool import MemoryBudget, Spool
+from gateway.protocol.events import Headers
 
 log = structlog.get_logger("gateway.php")
 
@@ -30,15 +39,41 @@ class PhpStageOptions:
     request_timeout: float | None = 120.0  # REQUEST_TIMEOUT: 504 past it
     sse_timeout: float | None = 1800.0  # SSE_TIMEOUT: replaces it once a script streams events
     retry_after: int = 1  # seconds, on 503 when the pool is saturated
+    server_name: bytes | None = None  # SERVER_NAME; None: the request's Host when valid
+    request_buffering: bool = True  # REQUEST_BUFFERING
+    response_buffering: bool = True  # RESPONSE_BUFFERING
 
 
 class PhpStage:
-    def __init__(self, pool: PhpPool, options: PhpStageOptions) -> None:
+    def __init__(self, pool: PhpPool, options: PhpStageOptions,
+                 budget: MemoryBudget | None = None) -> None:
         self.pool = pool
         self.options = options
+        self.budget = budget if budget is not None else MemoryBudget(64 << 20)
 
     async def __call__(self, ctx: RequestContext, script: Script, document_root: str) -> None:
         """Runs the script for this request."""
+        req = ctx.request
+        whole: bytes | None = None
+        spool: Spool | None = None
+        content_length = req.content_length
+        if req.has_body:
+            whole = ctx.take_complete_body()
+            if whole is None and self.options.request_buffering:
+                spool = await self._receive_body(ctx)
+                content_length = spool.size  # what nginx passes on after buffering
+                if not spool.on_disk:
+                    whole = spool.take_all()
+                    spool.close()
+                    spool = None
+        try:
+            await self._run(ctx, script, document_root, whole, spool, content_length)
+        finally:
+            if spool is not None:
+                spool.close()
+
+    async def _run(self, ctx: RequestContext, script: Script, document_root: str,
+                   whole: bytes | None, spool: Spool | None, content_length: int | None) -> None:
         req = ctx.request
         php_req = build_request(
             method=req.method,
@@ -50,16 +85,15 @@ class PhpStage:
             client=ctx.client,
             server=ctx.server,
             tls=ctx.tls,
-            content_length=req.content_length,
+            content_length=content_length,
             request_time=time.time(),
             authority=req.authority,
             has_body=req.has_body,
+            server_name=self.options.server_name,
         )
-        if not php_req.body_complete:
-            whole = ctx.take_complete_body()
-            if whole is not None:
-                php_req.body = whole
-                php_req.body_complete = True
+        if whole is not None and not php_req.body_complete:
+            php_req.body = whole
+            php_req.body_complete = True
         try:
             call = self.pool.submit(php_req, self.options.request_timeout)
         except Overloaded:
@@ -70,7 +104,9 @@ class PhpStage:
             return
 
         pump: asyncio.Task[None] | None = None
-        if not php_req.body_complete:
+        if spool is not None:
+            pump = asyncio.create_task(self._pump_spool(spool, call))
+        elif not php_req.body_complete:
             pump = asyncio.create_task(self._pump_body(ctx, call))
         try:
             await self._relay(ctx, call)
@@ -111,10 +147,71 @@ class PhpStage:
             await ctx.end()
             return
         await ctx.send_response(status, headers)
-        if not head_only:
-            while data := await call.read():
+        if head_only:
+            pass
+        elif self.options.response_buffering:
+            await self._relay_buffered(ctx, call)
+        else:
+            while data := await call.read():  # acknowledges the previous chunk: PHP goes on
                 await ctx.send_data(data)
         await ctx.end()
+
+    async def _relay_buffered(self, ctx: RequestContext, call: PhpCall) -> None:
+        """PHP writes into a spool as fast as it likes; the client drains it at its pace."""
+        spool = Spool(self.budget)
+        wrote = asyncio.Event()  # PHP added output, or ended
+        took = asyncio.Event()  # the client took some: a full spool has room again
+        ended = False
+
+        async def take_from_php() -> None:
+            nonlocal ended
+            try:
+                while data := await call.read():
+                    while spool.size and spool.size + len(data) > spool.limit:
+                        took.clear()
+                        await took.wait()
+                    spool.put(data)
+                    wrote.set()
+            finally:
+                ended = True
+                wrote.set()
+
+        reader = asyncio.create_task(take_from_php())
+        try:
+            while True:
+                data = spool.take()
+                if data:
+                    took.set()
+                    await ctx.send_data(data)
+                elif ended:
+                    break
+                else:
+                    wrote.clear()
+                    await wrote.wait()
+            await reader  # raises what stopped PHP's output (a timeout)
+        finally:
+            if not reader.done():
+                reader.cancel()
+            spool.close()
+
+    async def _receive_body(self, ctx: RequestContext) -> Spool:
+        """The whole request body, before PHP is asked to run (request buffering)."""
+        spool = Spool(self.budget)
+        try:
+            while (chunk := await ctx.receive()) is not None:
+                spool.put(chunk)
+        except BaseException:
+            spool.close()
+            raise
+        return spool
+
+    async def _pump_spool(self, spool: Spool, call: PhpCall) -> None:
+        """A buffered body that went to disk, fed to PHP at its pace."""
+        while data := spool.take():
+            await call.write_body(data)
+            if call.outcome is not None:
+                return
+        call.end_body()
 
     async def _pump_body(self, ctx: RequestContext, call: PhpCall) -> None:
         try:

@@ -62,6 +62,9 @@ class ProtocolError:
     status: int
     reason: str
     close: bool = True
+    # what is known of the refused request (the head when it parsed, else at least its
+    # Accept field), so the answer can still be shaped for the client (an HTML error page)
+    request: Request | None = None
 
 
 Event = Request | Body | EndBody | BodyTooLarge | StreamReset | ProtocolError

@@ -52,6 +52,8 @@ _METHODS: Final = frozenset(
     b"SEARCH UNLOCK BIND REBIND UNBIND ACL REPORT MKACTIVITY CHECKOUT MERGE M-SEARCH NOTIFY "
     b"SUBSCRIBE UNSUBSCRIBE PATCH PURGE MKCALENDAR LINK UNLINK SOURCE QUERY".split()
 )
+# found leniently in a head that did not parse, to pick the form of its error answer
+_ACCEPT_LINE: Final = re.compile(rb"\naccept[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
 _REQUEST_LINE: Final = re.compile(
     rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+) ([\x21-\x7e]+) HTTP/([0-9])\.([0-9])"
 )
@@ -345,6 +347,7 @@ class Http1Adapter:
         self._state = _HEAD
         self._scanned = 0  # bytes after _pos known to hold no complete head
         self._eol = -1  # end of the request line after _pos, once seen
+        self._parsed: Request | None = None  # the head being checked, for a refusal
         self._draining = False
         self.requests = 0  # requests whose head was parsed on this connection
         self._reset_request()
@@ -483,7 +486,11 @@ class Http1Adapter:
             raise _Reject(400, "malformed request target")
         headers = self._backend.parse_head(data, pos, head_end)
         self._consume(head_end)
-        return self._start_request(method, target, minor == b"1", headers)
+        # a head refused from here on is known whole: its answer can honour Accept
+        self._parsed = Request(1, method, target, headers, "1.1", has_body=False)
+        event = self._start_request(method, target, minor == b"1", headers)
+        self._parsed = None
+        return event
 
     def _start_request(
         self, method: bytes, target: bytes, http11: bool, headers: Headers
@@ -628,8 +635,23 @@ class Http1Adapter:
         return Body(1, chunk)
 
     def _reject(self, status: int, reason: str) -> ProtocolError:
+        known = self._parsed if self._parsed is not None else self._sketch()
+        self._parsed = None
         self.refuse()
-        return ProtocolError(status, reason)
+        return ProtocolError(status, reason, request=known)
+
+    def _sketch(self) -> Request:
+        """A head that did not parse: at least its Accept field, found leniently."""
+        end = min(len(self._data), self._pos + self._max_request_line + self._max_header_bytes)
+        match = _ACCEPT_LINE.search(self._data, self._pos, end)
+        headers = [(b"accept", match.group(1))] if match else []
+        return Request(1, b"", b"", headers, "1.1", has_body=False)
+
+    def refuse_slow_head(self) -> Request:
+        """The head did not arrive in time: parse nothing more; what is known of it."""
+        known = self._sketch()
+        self.refuse()
+        return known
 
     def refuse(self) -> None:
         """Parse nothing more: the error answer (sent like any response) closes the connection."""

@@ -128,7 +128,7 @@ class H1Connection(asyncio.Protocol):
                 break
             elif kind is ProtocolError:
                 assert isinstance(event, ProtocolError)
-                self._refuse(event.status)
+                self._refuse(event.status, event.request)
                 return
             else:
                 assert isinstance(event, SwitchToH2)
@@ -157,7 +157,7 @@ class H1Connection(asyncio.Protocol):
         self._stream = stream
         stream.start()
 
-    def _refuse(self, status: int) -> None:
+    def _refuse(self, status: int, known: Request | None = None) -> None:
         """The adapter refused the request (malformed, too large, too slow): answer through a
         stream, then close. A request already running is failed with that status instead."""
         self._body_blocked = True  # nothing more is parsed on this connection
@@ -166,8 +166,7 @@ class H1Connection(asyncio.Protocol):
         if stream is not None:
             stream.fail(status)
         else:
-            request = Request(1, b"", b"", [], "1.1", has_body=False)  # nothing usable is known
-            self._start(request, status)
+            self._start(known or Request(1, b"", b"", [], "1.1", has_body=False), status)
 
     # -- StreamOwner (gateway/server/stream.py) ------------------------------------------------
 
@@ -293,8 +292,8 @@ class H1Connection(asyncio.Protocol):
                 self.transport.close()
             return
         if kind == _HEAD_TIMER and self.conn.buffered and self._stream is None:
-            self.conn.refuse()  # part of a head came, too slowly: 408, then close
-            self._refuse(408)
+            # part of a head came, too slowly: 408, then close
+            self._refuse(408, self.conn.refuse_slow_head())
             return
         self._close(linger=False)
 

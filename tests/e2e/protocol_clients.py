@@ -155,12 +155,15 @@ class H2Client:
     async def _send_body(self, sid: int, body: bytes) -> None:
         """As much as the server's windows allow, then wait for its WINDOW_UPDATEs."""
         view = memoryview(body)
+
+        def window_open() -> bool:
+            return self._h2.local_flow_control_window(sid) > 0 or sid in self._ended
+
         while view:
             window = min(self._h2.local_flow_control_window(sid),
                          self._h2.max_outbound_frame_size)
             if window <= 0:
-                opened = self._h2.local_flow_control_window
-                await self._pump(lambda: opened(sid) > 0 or sid in self._ended)
+                await self._pump(window_open)
                 if sid in self._ended:
                     return
                 continue

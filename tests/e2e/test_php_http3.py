@@ -96,17 +96,17 @@ def test_gtlsclient_against_php(tls_server: Server, tmp_path: Path) -> None:
     assert downloads[0].read_bytes() == bytes(range(256)) * 32 * 256
 
 
-def test_slow_h3_reader_holds_the_php_thread_back(tls_server: Server, certs: dict[str, str],
-                                                  tmp_path: Path) -> None:
-    window, total_kb = 64 * 1024, 16 * 1024
-    progress = tmp_path / "progress"
+def _slow_h3_read(server: Server, ca: str, progress: Path, window: int,
+                  total_kb: int) -> tuple[int, int, bytes, int]:
+    """A client that grants `window` bytes of credit, waits until PHP stops getting further,
+    then reads the rest: (bytes PHP had written by then, bytes received, body, status)."""
 
     def written() -> int:
         text = progress.read_text() if progress.exists() else ""
         return int(text) if text.isdigit() else 0
 
     async def run() -> tuple[int, int, bytes, int]:
-        async with h3_client(tls_server.port, certs["ca"], max_stream_data=window,
+        async with h3_client(server.port, ca, max_stream_data=window,
                              max_data=4 * window) as client:
             client.pause_reading()  # no more MAX_STREAM_DATA / MAX_DATA credit
             sid, response = client.start_request(
@@ -122,12 +122,40 @@ def test_slow_h3_reader_holds_the_php_thread_back(tls_server: Server, certs: dic
             reply = await asyncio.wait_for(response, 60)
             return seen[-1], received, reply.body, reply.status
 
-    stalled, received, body, status = asyncio.run(run())
-    # PHP got as far as the client's window plus the gateway's bounded buffers, no further
+    return asyncio.run(run())
+
+
+def test_slow_h3_reader_does_not_hold_the_php_thread(tls_server: Server, certs: dict[str, str],
+                                                     tmp_path: Path) -> None:
+    """Response buffering (the default): PHP writes all 16 MiB and its thread is free while
+    the client has taken one window; then every byte arrives intact."""
+    window, total_kb = 64 * 1024, 16 * 1024
+    finished, received, body, status = _slow_h3_read(tls_server, certs["ca"],
+                                                     tmp_path / "progress", window, total_kb)
+    assert finished == total_kb * 1024
+    assert received <= window
+    block = bytes(range(256)) * 32
+    assert status == 200
+    assert hashlib.sha256(body).digest() == hashlib.sha256(block * (total_kb // 8)).digest()
+
+
+def test_slow_h3_reader_holds_php_back_without_buffering(
+    tmp_path: Path, docroot: Path, certs: dict[str, str]
+) -> None:
+    """RESPONSE_BUFFERING=off: PHP gets as far as the client's window plus the gateway's
+    bounded buffers, no further, until the client reads."""
+    window, total_kb = 64 * 1024, 16 * 1024
+    s = start_server(tmp_path, docroot, "--response-buffering", "off",
+                     tls=(certs["cert"], certs["key"]))
+    try:
+        stalled, received, body, status = _slow_h3_read(s, certs["ca"], tmp_path / "progress",
+                                                        window, total_kb)
+    finally:
+        s.stop()
     assert 0 < stalled <= 2 * 1024 * 1024, stalled
     assert received <= window
-    assert status == 200 and written() == total_kb * 1024
     block = bytes(range(256)) * 32
+    assert status == 200
     assert hashlib.sha256(body).digest() == hashlib.sha256(block * (total_kb // 8)).digest()
 
 
