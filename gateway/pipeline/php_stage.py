@@ -59,7 +59,9 @@ class PhpStage:
         content_length = req.content_length
         if req.has_body:
             whole = ctx.take_complete_body()
-            if whole is None and self.options.request_buffering:
+            if whole is not None:
+                content_length = len(whole)  # a chunked body, once whole, has a length too
+            elif self.options.request_buffering:
                 spool = await self._receive_body(ctx)
                 content_length = spool.size  # what nginx passes on after buffering
                 if not spool.on_disk:
