@@ -524,6 +524,10 @@ OPTIONS: tuple[Option, ...] = (
            "list: docs/compression.md)"),
     Option("HTTP1_PARSER", "http1_parser", "httptools", _choice(("httptools", "h11")),
            "HTTP/1.1 parser: httptools (fast, C) or h11 (pure Python).", "uvicorn `--http`"),
+    Option("MAX_CONNECTIONS", "max_connections", "4096", _integer(1),
+           "Open connections one worker process accepts, over all its listeners (QUIC "
+           "included); beyond it a new connection is closed at once, counted and logged (a "
+           "warning every 10 s at most).", "nginx `worker_connections`"),
     Option("MAX_BODY_SIZE", "max_body_size", "64M", _size(0),
            "Largest request body (K/M/G suffixes, 1024-based); larger gets 413. 0 = no limit.",
            "nginx `client_max_body_size`; PHP post_max_size still applies"),
@@ -597,6 +601,7 @@ class Config:
     compression_min_size: int  # bytes
     compression_types: tuple[str, ...]  # lower-case media-type patterns
     http1_parser: str  # "httptools" | "h11"
+    max_connections: int  # per worker process
     max_body_size: int  # bytes; 0 = unlimited
     max_header_size: int
     max_request_line: int

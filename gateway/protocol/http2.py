@@ -83,6 +83,13 @@ class ConnectionClosed:
     reason: str
 
 
+FLOOD_BASE: Final = 1000  # control frames any connection may send (see _control_allowance)
+_CONTROL_EVENTS: Final = frozenset((
+    h2.events.PingReceived, h2.events.PingAckReceived, h2.events.RemoteSettingsChanged,
+    h2.events.SettingsAcknowledged, h2.events.WindowUpdated, h2.events.PriorityUpdated,
+    h2.events.StreamReset, h2.events.UnknownFrameReceived,
+))
+
 H2Event = Request | Body | EndBody | BodyTooLarge | StreamReset | WindowOpened | ConnectionClosed
 
 
@@ -154,6 +161,9 @@ class Http2Adapter:
         self.closed = False
         self.streams_opened = 0
         self.streams_reset_by_peer = 0
+        # flood guard: frames that move no request forward, against what the peer has earned
+        self._control_frames = 0
+        self._payload_bytes = 0  # DATA received and sent
 
     # -- start -------------------------------------------------------------------------------
 
@@ -191,7 +201,18 @@ class Http2Adapter:
             return [ConnectionClosed(int(exc.error_code), str(exc) or type(exc).__name__)]
         out: list[H2Event] = []
         for event in events:
+            if type(event) in _CONTROL_EVENTS or (
+                type(event) is h2.events.DataReceived and not event.data
+                and event.stream_ended is None
+            ):
+                self._control_frames += 1
+                if self._control_frames > self._control_allowance():
+                    self.close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
+                    out.append(ConnectionClosed(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM,
+                                                "control-frame flood"))
+                    return out
             if isinstance(event, h2.events.DataReceived):
+                self._payload_bytes += len(event.data or b"")
                 self._on_data(event, out)
             elif isinstance(event, h2.events.RequestReceived):
                 self._on_request(event, out)
@@ -215,6 +236,13 @@ class Http2Adapter:
                 out.append(ConnectionClosed(int(event.error_code or 0), "peer sent GOAWAY"))
                 return out
         return out
+
+    def _control_allowance(self) -> int:
+        """Control frames (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM, empty DATA)
+        a peer may send: a base, plus what its requests and payload justify (a reader sends
+        WINDOW_UPDATEs as it reads), as nginx ends a connection whose control traffic
+        outweighs its payload ("http2 flood detected")."""
+        return FLOOD_BASE + self.streams_opened * 10 + self._payload_bytes // 1024
 
     def _on_request(self, event: h2.events.RequestReceived, out: list[H2Event]) -> None:
         stream_id = event.stream_id
@@ -344,6 +372,7 @@ class Http2Adapter:
             raise RuntimeError("response body longer than its content-length")
         bulk = self._send_bulk(stream_id, stream, data)
         if bulk:
+            self._payload_bytes += bulk
             return bulk
         size = min(len(data), self.sendable(stream_id))
         if size:
@@ -356,6 +385,7 @@ class Http2Adapter:
                 stream.send_remaining -= size
             if last:
                 stream.done = True
+            self._payload_bytes += size
         return size
 
     def _send_bulk(self, stream_id: int, stream: _Stream, data: bytes | memoryview) -> int:

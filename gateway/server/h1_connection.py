@@ -10,7 +10,13 @@ from typing import Final, cast
 
 from gateway.protocol.events import Body, EndBody, Headers, ProtocolError, Request
 from gateway.protocol.http1 import Http1Adapter, SwitchToH2, Wait
-from gateway.server.state import BODY_HIGH_WATER, LINGER_SECONDS, READ_HIGH_WATER, ServerState
+from gateway.server.state import (
+    BODY_HIGH_WATER,
+    LINGER_SECONDS,
+    READ_HIGH_WATER,
+    ServerState,
+    close_transport,
+)
 from gateway.server.stream import RequestStream
 
 _NO_TIMER, _HEAD_TIMER, _IDLE_TIMER, _LINGER_TIMER = range(4)
@@ -61,8 +67,11 @@ class H1Connection(asyncio.Protocol):
             self.client = (str(peer[0]), int(peer[1]))
         if isinstance(local, tuple):
             self.server = (str(local[0]), int(local[1]))
+        if not self.state.opened(self):
+            transport.close()  # MAX_CONNECTIONS
+            self._closing = True
+            return
         self._registered = True
-        self.state.opened(self)
         if self.state.draining:
             self._close(linger=False)
             return
@@ -289,7 +298,7 @@ class H1Connection(asyncio.Protocol):
         self._timer_kind = _NO_TIMER
         if kind == _LINGER_TIMER:
             if self.transport is not None:
-                self.transport.close()
+                close_transport(self.transport, self.loop)
             return
         if kind == _HEAD_TIMER and self.conn.buffered and self._stream is None:
             # part of a head came, too slowly: 408, then close
@@ -318,7 +327,7 @@ class H1Connection(asyncio.Protocol):
             self._timer_kind = _LINGER_TIMER
             self._timer = self.loop.call_later(LINGER_SECONDS, self._timed_out)
         else:
-            transport.close()
+            close_transport(transport, self.loop)
 
     # -- drain ---------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import h2.errors
 
 from gateway.protocol.events import Body, BodyTooLarge, EndBody, Headers, Request, StreamReset
 from gateway.protocol.http2 import ConnectionClosed, H2Event, Http2Adapter, WindowOpened
-from gateway.server.state import ServerState
+from gateway.server.state import ServerState, close_transport, log
 from gateway.server.stream import RequestStream
 
 # once this much body is queued in h2 it is written at once; less waits for the end of the
@@ -56,7 +56,10 @@ class H2Connection(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
-        self.state.opened(self)
+        if not self.state.opened(self):
+            transport.close()  # MAX_CONNECTIONS
+            self._closing = True
+            return
         self.start(
             transport,
             (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else ("", 0),
@@ -158,6 +161,9 @@ class H2Connection(asyncio.Protocol):
                 if stream is not None:
                     stream.fail(413)
             elif isinstance(event, ConnectionClosed):
+                if event.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM:
+                    log.warning("http2 flood: connection closed", reason=event.reason,
+                                client=self.client[0])
                 # h2 sends nothing more once the connection is over: stop the apps now
                 for stream in list(streams.values()):
                     stream.disconnect()
@@ -270,7 +276,7 @@ class H2Connection(asyncio.Protocol):
         self._closing = True
         self._cancel_timer()
         if self.transport is not None:
-            self.transport.close()
+            close_transport(self.transport, self.loop)
 
     def shutdown(self) -> None:
         if self._closing:

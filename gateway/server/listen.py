@@ -33,6 +33,7 @@ def server_settings(config: Config) -> ServerSettings:
         idle_timeout=config.idle_timeout_secs,
         body_timeout=config.body_timeout_secs,
         send_timeout=config.send_timeout_secs,
+        max_connections=config.max_connections,
         tls_handshake_timeout=config.tls_handshake_timeout_secs,
         drain_timeout=config.drain_timeout_secs,
         max_header_bytes=config.max_header_size,

@@ -281,6 +281,9 @@ class QuicServer(asyncio.DatagramProtocol):
                 addr,
             )
             return None
+        if self.state.limit.open >= self.state.limit.maximum:
+            self.state.limit.admit()  # counts and logs the refusal; the datagram is dropped
+            return None
         try:
             adapter = self._new_adapter(odcid, retry_scid)
         except Exception:  # a datagram must never take the listener down

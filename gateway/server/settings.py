@@ -49,6 +49,7 @@ class ServerSettings:
     extra_response_headers: tuple[tuple[str, str], ...] = ()
     server_header: str | None = "php-gateway"  # None: no server header at all
     backlog: int = 2048
+    max_connections: int = 4096  # per worker process, all listeners together
 
     def __post_init__(self) -> None:
         if self.http1_parser not in PARSERS:
@@ -60,7 +61,7 @@ class ServerSettings:
         for name in ("header_timeout", "idle_timeout", "body_timeout", "send_timeout",
                      "tls_handshake_timeout", "max_header_bytes", "max_request_line",
                      "h2_max_concurrent_streams", "h2_max_header_list_size",
-                     "h2_rapid_reset_limit", "backlog"):
+                     "h2_rapid_reset_limit", "backlog", "max_connections"):
             if getattr(self, name) == 0:
                 raise ValueError(f"{name} must be positive")
 

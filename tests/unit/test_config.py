@@ -110,6 +110,7 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("COMPRESSION_TYPES", "text/html application/*+json", "compression_types",
      ("text/html", "application/*+json")),
     ("HTTP1_PARSER", "h11", "http1_parser", "h11"),
+    ("MAX_CONNECTIONS", "100", "max_connections", 100),
     ("MAX_BODY_SIZE", "10M", "max_body_size", 10 * 1024 * 1024),
     ("MAX_BODY_SIZE", "0", "max_body_size", 0),
     ("MAX_BODY_SIZE", "1g", "max_body_size", 1024**3),

@@ -16,6 +16,7 @@ from gateway.protocol.events import Body, BodyTooLarge, EndBody, ProtocolError, 
 from gateway.protocol.http1 import Http1Adapter, SwitchToH2
 from gateway.protocol.http2 import (
     CONNECTION_WINDOW,
+    FLOOD_BASE,
     STREAM_WINDOW,
     ConnectionClosed,
     H2Event,
@@ -561,3 +562,59 @@ def test_bulk_frames_stop_at_the_peer_window() -> None:
     received = sum(len(e.data) for e in to_client(server, client)
                    if isinstance(e, h2.events.DataReceived))
     assert received == 65535
+
+
+# -- floods of frames that move no request forward ---------------------------------------------
+
+
+def _empty_data(client: h2.connection.H2Connection) -> None:
+    """An empty DATA frame on stream 1 (opened by the first call)."""
+    if not client.open_outbound_streams:
+        client.send_headers(1, GET, end_stream=False)
+    client.send_data(1, b"")
+
+
+def _flood(send: object) -> tuple[list[H2Event], bytes]:
+    server, client = connect()
+    events: list[H2Event] = []
+    for _ in range(FLOOD_BASE + 50):
+        send(client)  # type: ignore[operator]
+        events += to_server(server, client)
+        if server.closed:
+            break
+    return events, server.data_to_send()
+
+
+@pytest.mark.parametrize("send", [
+    lambda c: c.ping(b"12345678"),
+    lambda c: c.update_settings({h2.settings.SettingCodes.ENABLE_PUSH: 0}),
+    lambda c: c.increment_flow_control_window(1),
+    lambda c: c.prioritize(1, weight=16),
+    _empty_data,
+], ids=["ping", "settings", "window-update", "priority", "empty-data"])
+def test_control_frame_flood_ends_with_enhance_your_calm(send: object) -> None:
+    events, wire = _flood(send)
+    closed = [e for e in events if isinstance(e, ConnectionClosed)]
+    assert [c.error_code for c in closed] == [h2.errors.ErrorCodes.ENHANCE_YOUR_CALM]
+    goaways = [f for f in frames(wire) if isinstance(f, GoAwayFrame)]
+    assert goaways and goaways[-1].error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+
+
+def test_a_reader_earns_its_window_updates() -> None:
+    """A client downloading 4 MiB sends a WINDOW_UPDATE per 16 KiB it reads: no flood."""
+    server, client = connect()
+    client.send_headers(1, GET, end_stream=True)
+    to_server(server, client)
+    server.send_response(1, 200, [])
+    body = b"x" * (4 << 20)
+    sent = 0
+    while sent < len(body):
+        sent += server.send_data(1, body[sent : sent + 16384])
+        for event in to_client(server, client):
+            if isinstance(event, h2.events.DataReceived):
+                client.acknowledge_received_data(event.flow_controlled_length, 1)
+                client.increment_flow_control_window(1)  # and a gratuitous one more
+        for _ in range(3):
+            client.ping(b"abcdefgh")  # and pings
+        assert not [e for e in to_server(server, client) if isinstance(e, ConnectionClosed)]
+    assert not server.closed

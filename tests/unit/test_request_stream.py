@@ -54,6 +54,9 @@ class MemoryTransport(asyncio.Transport):
     def is_closing(self) -> bool:
         return self.closed
 
+    def get_write_buffer_size(self) -> int:
+        return 0  # every write is taken at once
+
     def can_write_eof(self) -> bool:
         return True
 
