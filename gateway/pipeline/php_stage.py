@@ -31,6 +31,9 @@ from gateway.protocol.events import Headers
 log = structlog.get_logger("gateway.php")
 
 # Hop-by-hop or framing fields PHP may emit: the connection layer owns these.
+# a complete body up to this size is sent as it is; a larger one goes through a spool, so
+# that a client that does not take it holds budgeted memory or a file, not the whole body
+SEND_AT_ONCE = 64 * 1024
 _DROP = frozenset({b"connection", b"transfer-encoding", b"keep-alive", b"upgrade", b"status"})
 
 
@@ -144,8 +147,14 @@ class PhpStage:
             if not any(name == b"content-length" for name, _ in headers):
                 headers = [*headers, (b"content-length", str(len(body)).encode())]
             await ctx.send_response(status, headers)
-            if body:
-                await ctx.send_data(body)
+            if len(body) <= SEND_AT_ONCE or not self.options.response_buffering:
+                if body:
+                    await ctx.send_data(body)
+            else:  # a client that stalls must not pin a large body in memory
+                spool = Spool(self.budget)
+                spool.put(body)
+                del body
+                await self._send_spooled(ctx, spool)
             await ctx.end()
             return
         await ctx.send_response(status, headers)
@@ -185,6 +194,7 @@ class PhpStage:
                 if data:
                     took.set()
                     await ctx.send_data(data)
+                    spool.sent()
                 elif ended:
                     break
                 else:
@@ -194,6 +204,14 @@ class PhpStage:
         finally:
             if not reader.done():
                 reader.cancel()
+            spool.close()
+
+    async def _send_spooled(self, ctx: RequestContext, spool: Spool) -> None:
+        try:
+            while data := spool.take():
+                await ctx.send_data(data)
+                spool.sent()
+        finally:
             spool.close()
 
     async def _receive_body(self, ctx: RequestContext) -> Spool:

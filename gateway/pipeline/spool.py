@@ -11,6 +11,8 @@ import os
 import tempfile
 from collections import deque
 
+SMALL_PIECE = 16 * 1024  # read back from a file when the budget is spent
+
 
 class MemoryBudget:
     """Bytes every spool of this process may hold in memory together."""
@@ -47,6 +49,7 @@ class Spool:
         self._fd = -1
         self._read_at = 0  # file offsets: what is between them is unread
         self._write_at = 0
+        self._lent = 0  # bytes taken and still counted against the budget (see sent())
 
     @property
     def size(self) -> int:
@@ -76,7 +79,10 @@ class Spool:
             view = view[written:]
 
     def take(self, max_bytes: int = 256 * 1024) -> bytes:
-        """Up to max_bytes of the oldest bytes; b"" when empty."""
+        """Up to max_bytes of the oldest bytes; b"" when empty. What is taken stays counted
+        against the budget until sent() (a stalled client holds it): read back from the file
+        beyond the budget, a piece is only SMALL_PIECE long."""
+        self.sent()
         chunks = self._chunks
         if chunks:
             parts = [chunks.popleft()]
@@ -86,25 +92,38 @@ class Spool:
                 size += len(parts[-1])
             data = parts[0] if len(parts) == 1 else b"".join(parts)
             self._in_memory -= len(data)
-            self._budget.release(len(data))
+            self._lent = len(data)
             return data
         if not self.on_disk:
             return b""
-        data = os.pread(self._fd, min(max_bytes, self._write_at - self._read_at), self._read_at)
+        size = min(max_bytes, self._write_at - self._read_at)
+        if self._budget.reserve(size):
+            self._lent = size
+        else:
+            size = min(size, SMALL_PIECE)
+        data = os.pread(self._fd, size, self._read_at)
         self._read_at += len(data)
         if self._read_at == self._write_at:  # drained: start the file over
             os.ftruncate(self._fd, 0)
             self._read_at = self._write_at = 0
         return data
 
+    def sent(self) -> None:
+        """What take() returned has left: it no longer counts against the budget."""
+        if self._lent:
+            self._budget.release(self._lent)
+            self._lent = 0
+
     def take_all(self) -> bytes:
         """Everything at once (a small request body that stayed in memory)."""
         parts = []
         while data := self.take(1 << 30):
             parts.append(data)
+        self.sent()
         return b"".join(parts)
 
     def close(self) -> None:
+        self.sent()
         self._budget.release(self._in_memory)
         self._chunks.clear()
         self._in_memory = 0

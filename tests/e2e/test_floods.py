@@ -122,3 +122,54 @@ def test_a_peer_that_never_reads_loses_its_connection(server: Server) -> None:
         time.sleep(0.2)
     assert established(server.port) <= before
     sock.close()
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def test_stalled_streams_hold_neither_memory_nor_php_threads(tmp_path: Path,
+                                                           docroot: Path) -> None:
+    """5 connections x 100 streams of a 1 MiB PHP page, with a zero flow-control window:
+    500 MiB of pages wait in budgeted memory and temp files; PHP's threads are free."""
+    s = start_server(tmp_path, docroot, "--queue-capacity", "2000", "--buffer-memory", "16M")
+    clients: list[tuple[socket.socket, h2.connection.H2Connection]] = []
+    try:
+        worker = int(subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True,
+                                    text=True).stdout.split()[0])
+        curl("-s", f"http://127.0.0.1:{s.port}/big.php?kb=1024")  # warm up
+        before = _rss_kib(worker)
+        heads = 0
+        for _ in range(5):
+            sock, conn = h2c(s.port)
+            conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+            for i in range(100):
+                conn.send_headers(1 + 2 * i, [*GET[:3], (b":path", b"/big.php?kb=1024")],
+                                  end_stream=True)
+            sock.sendall(conn.data_to_send())
+            clients.append((sock, conn))
+        deadline = time.monotonic() + 60
+        while heads < 500 and time.monotonic() < deadline:
+            for sock, conn in clients:
+                sock.settimeout(0.05)
+                try:
+                    data = sock.recv(1 << 16)
+                except TimeoutError:
+                    continue
+                heads += sum(isinstance(e, h2.events.ResponseReceived)
+                             for e in conn.receive_data(data))
+                sock.sendall(conn.data_to_send())
+        assert heads == 500  # every page was made: PHP is done with all of them
+        grown = (_rss_kib(worker) - before) // 1024
+        print(f"worker RSS grew by {grown} MiB")
+        assert grown < 200, f"worker RSS grew by {grown} MiB for 500 MiB of stalled pages"
+        started = time.monotonic()
+        r = curl("-s", f"http://127.0.0.1:{s.port}/hello.php")
+        assert r.stdout == b"Hello, World!" and time.monotonic() - started < 2
+    finally:
+        for sock, _ in clients:
+            sock.close()
+        s.stop()
