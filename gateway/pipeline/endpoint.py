@@ -18,6 +18,7 @@ from gateway.pipeline.static import StaticFiles
 
 # nginx answers TRACE with 405 and never passes it on; so does php-gateway
 _REFUSED_METHODS = frozenset({b"TRACE"})
+_ALLOWED_METHODS = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"  # what PHP is given
 
 
 class Endpoint:
@@ -41,7 +42,7 @@ class Endpoint:
             await respond_status(ctx, ctx.error_status)
             return
         if ctx.request.method in _REFUSED_METHODS:
-            await respond_status(ctx, 405, [(b"allow", b"GET, HEAD, POST")])
+            await respond_status(ctx, 405, [(b"allow", _ALLOWED_METHODS)])
             return
         route = self.router.resolve(ctx.request.target)
         if isinstance(route, PhpScript):

@@ -70,7 +70,7 @@ def test_error_pages_over_each_protocol(pages_server: Server, certs: dict[str, s
                         500, builtin_page(500))
             reply = await client.request("TRACE", "/", headers=BROWSER)
             assert_page(reply, 405, builtin_page(405))
-            assert reply.header(b"allow") == b"GET, HEAD, POST"
+            assert reply.header(b"allow") == b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
             assert_page(await client.request("GET", "/outside/x.txt", headers=BROWSER),
                         403, builtin_page(403))
             assert_page(await client.request("GET", "/sleep.php?s=10", headers=BROWSER),

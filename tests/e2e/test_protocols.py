@@ -131,3 +131,9 @@ async def test_client_reset_mid_response(client: ProtocolClient, tmp_path: Path)
     digest = hashlib.sha256((await client.request("GET", "/big.php?kb=256")).body).hexdigest()
     block = bytes(range(256)) * 32
     assert digest == hashlib.sha256(block * 32).hexdigest()
+
+
+async def test_trace_is_refused_with_405(client: ProtocolClient) -> None:
+    reply = await client.request("TRACE", "/hello.php")
+    assert reply.status == 405
+    assert reply.header(b"allow") == b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
