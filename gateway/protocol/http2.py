@@ -83,6 +83,7 @@ class ConnectionClosed:
     reason: str
 
 
+_SLICE: Final = 16 * 1024  # bytes of a read given to h2 at once (see receive_data)
 FLOOD_BASE: Final = 1000  # control frames any connection may send (see _control_allowance)
 _CONTROL_EVENTS: Final = frozenset((
     h2.events.PingReceived, h2.events.PingAckReceived, h2.events.RemoteSettingsChanged,
@@ -192,14 +193,27 @@ class Http2Adapter:
     # -- input -------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[H2Event]:
+        if len(data) <= _SLICE:
+            return self._receive(data, [])
+        # a large read is parsed a slice at a time, so that a flood is stopped after the slice
+        # that crossed the limit, not after a whole read's worth of tiny frames
+        out: list[H2Event] = []
+        view = memoryview(data)
+        for start in range(0, len(data), _SLICE):
+            if self.closed:
+                break
+            self._receive(bytes(view[start : start + _SLICE]), out)
+        return out
+
+    def _receive(self, data: bytes, out: list[H2Event]) -> list[H2Event]:
         if self.closed:
-            return []
+            return out
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
             self.closed = True  # h2 has queued a GOAWAY with the error code
-            return [ConnectionClosed(int(exc.error_code), str(exc) or type(exc).__name__)]
-        out: list[H2Event] = []
+            out.append(ConnectionClosed(int(exc.error_code), str(exc) or type(exc).__name__))
+            return out
         for event in events:
             if type(event) in _CONTROL_EVENTS or (
                 type(event) is h2.events.DataReceived and not event.data

@@ -618,3 +618,13 @@ def test_a_reader_earns_its_window_updates() -> None:
             client.ping(b"abcdefgh")  # and pings
         assert not [e for e in to_server(server, client) if isinstance(e, ConnectionClosed)]
     assert not server.closed
+
+
+def test_a_flood_in_one_read_is_stopped_within_a_slice() -> None:
+    server, client = connect()
+    for _ in range(20_000):
+        client.ping(b"12345678")
+    events = to_server(server, client)  # 340 kB of PINGs in one read
+    assert [type(e) for e in events] == [ConnectionClosed]
+    acks = [f for f in frames(server.data_to_send()) if type(f).__name__ == "PingFrame"]
+    assert FLOOD_BASE <= len(acks) < FLOOD_BASE + 16 * 1024 // 17  # at most a slice more
