@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
+import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -145,3 +147,27 @@ def test_shipped_pages_are_not_in_the_document_root(tmp_path: Path) -> None:
         assert curl(f"{s.url}/errors/404.html").stdout == b"404 Not Found\n"
     finally:
         s.stop()
+
+
+@pytest.mark.parametrize(("head", "status"), [
+    (b"GET /a b HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n\r\n", 400),
+    (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nAccept: text/html\r\nX-Big: " + b"b" * 17000 + b"\r\n\r\n", 431),
+    (b"POST /echo_input.php HTTP/1.1\r\nHost: x\r\nAccept: text/html\r\n"
+     b"Content-Length: 5000\r\n\r\n", 413),
+], ids=["400", "414", "431", "413"])
+def test_http1_parser_errors_get_the_page(pages_server: Server, certs: dict[str, str],
+                                          head: bytes, status: int) -> None:
+    ctx = ssl.create_default_context(cafile=certs["ca"])
+    ctx.set_alpn_protocols(["http/1.1"])
+    with socket.create_connection(("127.0.0.1", pages_server.port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        sock.sendall(head)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head_part, _, body = data.partition(b"\r\n\r\n")
+    assert head_part.startswith(b"HTTP/1.1 %d " % status)
+    assert b"content-type: text/html; charset=utf-8" in head_part.lower()
+    assert b"connection: close" in head_part.lower()
+    assert body == builtin_page(status)
