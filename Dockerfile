@@ -28,6 +28,7 @@ COPY . .
 RUN python -m venv /opt/venv \
  && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -e . \
  && PHP_PREFIX="$(cat /opt/php-gateway/prefix)" /opt/venv/bin/python -m gateway.php.build \
+ && /opt/venv/bin/python -m gateway.pipeline.rate_table_build \
  && /opt/venv/bin/python -m compileall -q gateway \
  && /opt/venv/bin/pip uninstall -q -y --disable-pip-version-check pip \
  && rm -rf build "$PHP_GATEWAY_CACHE/src" "$(cat /opt/php-gateway/prefix)/source"
