@@ -114,6 +114,15 @@ def h2_client() -> h2.connection.H2Connection:
     return client
 
 
+def h1_with(state: ServerState, data: bytes) -> tuple[Any, MemoryTransport]:
+    """A cleartext connection that has received `data`."""
+    conn = connection_factory(state, tls=False)()
+    transport = MemoryTransport()
+    conn.connection_made(transport)
+    conn.data_received(data)
+    return conn, transport
+
+
 GET = [(b":method", b"GET"), (b":path", b"/x"), (b":scheme", b"http"),
        (b":authority", b"example.test")]
 
@@ -124,10 +133,7 @@ GET = [(b":method", b"GET"), (b":path", b"/x"), (b":scheme", b"http"),
 async def test_h1_request_and_disconnect_in_one_batch_settle() -> None:
     app = Recorder()
     state = make_state(app)
-    conn = connection_factory(state, tls=False)()
-    transport = MemoryTransport()
-    conn.connection_made(transport)
-    conn.data_received(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    conn, _transport = h1_with(state, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
     assert state.active_requests == 1
     conn.connection_lost(None)  # before the app task took a step
     await settle()
@@ -163,10 +169,7 @@ async def test_h2_request_and_reset_in_one_batch_settle() -> None:
 async def test_h1_app_failure_is_a_500_through_the_chain() -> None:
     app = Recorder()
     state = make_state(app)
-    conn = connection_factory(state, tls=False)()
-    transport = MemoryTransport()
-    conn.connection_made(transport)
-    conn.data_received(b"GET /fail HTTP/1.1\r\nHost: a\r\n\r\n")
+    _conn, transport = h1_with(state, b"GET /fail HTTP/1.1\r\nHost: a\r\n\r\n")
     await settle()
     assert app.calls == [(b"/fail", None), (b"/fail", 500)]
     head, _, body = bytes(transport.out).partition(b"\r\n\r\n")
@@ -178,10 +181,7 @@ async def test_h1_app_failure_is_a_500_through_the_chain() -> None:
 async def test_h1_malformed_request_is_answered_through_the_chain() -> None:
     app = Recorder()
     state = make_state(app)
-    conn = connection_factory(state, tls=False)()
-    transport = MemoryTransport()
-    conn.connection_made(transport)
-    conn.data_received(b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n")
+    _conn, transport = h1_with(state, b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n")
     await settle()
     assert app.calls == [(b"", 400)]
     head, _, body = bytes(transport.out).partition(b"\r\n\r\n")
@@ -192,10 +192,7 @@ async def test_h1_malformed_request_is_answered_through_the_chain() -> None:
 
 async def test_head_body_is_dropped_once_for_every_protocol() -> None:
     state = make_state(Recorder())
-    conn = connection_factory(state, tls=False)()
-    transport = MemoryTransport()
-    conn.connection_made(transport)
-    conn.data_received(b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    _conn, transport = h1_with(state, b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n")
     await settle()
     head, _, body = bytes(transport.out).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ") and b"content-length: 3" in head
@@ -212,10 +209,8 @@ async def test_body_timeout_answers_408_and_closes() -> None:
         await respond_status(ctx, 200)
 
     state = make_state(reader, body_timeout=0.05)
-    conn = connection_factory(state, tls=False)()
-    transport = MemoryTransport()
-    conn.connection_made(transport)
-    conn.data_received(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+    _conn, transport = h1_with(
+        state, b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
     await asyncio.sleep(0.2)
     head, _, body = bytes(transport.out).partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head
