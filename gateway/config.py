@@ -247,6 +247,17 @@ def _index_file(text: str) -> str | None:
     return text
 
 
+def _routing(text: str) -> str | None:
+    from gateway.pipeline.routing import ROUTING_MODES
+
+    low = text.lower()
+    if low == "auto":
+        return None
+    if low not in ROUTING_MODES:
+        raise ValueError("must be one of auto, " + ", ".join(ROUTING_MODES))
+    return low
+
+
 def _server_name(text: str) -> str | None:
     from gateway.protocol.request_fields import valid_host
 
@@ -377,6 +388,21 @@ OPTIONS: tuple[Option, ...] = (
            "name (index.html): SPA mode, unknown paths serve it. See docs/routing.md.",
            "tokio_php INDEX_FILE; nginx `try_files $uri /index.php?$query_string`",
            default_doc="empty (traditional)"),
+    Option("ROUTING", "routing", "auto", _routing,
+           "How paths map to files and scripts (docs/routing.md maps nginx set-ups to modes): "
+           "auto = what INDEX_FILE says; traditional (INDEX_FILE empty); front-controller "
+           "(INDEX_FILE a PHP file, index.php when empty: every non-static path runs it, no "
+           "other PHP file runs); try-files (the same fallback, but every existing .php file "
+           "runs and directories run their index.php: WordPress, Drupal, MediaWiki); spa "
+           "(INDEX_FILE a non-PHP file). A mode that does not fit INDEX_FILE is refused.",
+           "nginx `try_files $uri $uri/ /index.php?$args` + `location ~ \\.php$` (try-files)",
+           default_doc="auto"),
+    Option("SYMLINKS", "symlinks", "follow", _choice(("follow", "inside-root")),
+           "follow: symlinks are followed wherever they lead, as nginx does by default "
+           "(Laravel's storage:link, shared upload folders, Debian's application layouts). "
+           "inside-root: a path whose symlinks resolve outside DOCUMENT_ROOT is 403. Either "
+           "way a symlink never exposes a dotfile or PHP source as a static file.",
+           "nginx `disable_symlinks`"),
     Option("SERVER_NAME", "server_name", "", _server_name,
            "Host name PHP sees as $_SERVER['SERVER_NAME'] (a host name or IP, no port). Empty: "
            "the request's Host (:authority on HTTP/2 and HTTP/3) without its port, which is "
@@ -572,6 +598,8 @@ class Config:
     queue_capacity: int  # resolved: total across processes, never 0
     document_root: Path  # absolute, not symlink-resolved (routing resolves it per request)
     index_file: str | None  # None = traditional mode
+    routing: str  # resolved: traditional | front-controller | try-files | spa
+    symlinks: str  # "follow" | "inside-root"
     server_name: str | None  # None: the request's Host
     internal_addr: HostPort | None
     error_pages_dir: Path | None
@@ -730,6 +758,7 @@ def _resolve_dependent(values: dict[str, Any]) -> None:
         values["rate_burst"] = values["rate_limit"]
     elif values["rate_limit"] == 0:
         raise ConfigError("RATE_BURST", "needs RATE_LIMIT > 0 (rate limiting is off)")
+    _resolve_routing(values)
     if values["drain_timeout_secs"] is None:
         values["drain_timeout_secs"] = values["request_timeout"] or DEFAULT_DRAIN_TIMEOUT_SECS
     processes = values["processes"]
@@ -749,6 +778,24 @@ def _resolve_dependent(values: dict[str, Any]) -> None:
             raise ConfigError("INTERNAL_ADDR", f"must not use the same port as {name} ({addr})")
     if len(listeners) == 2 and _clash(listeners[0][1], listeners[1][1]):
         raise ConfigError("TLS_LISTEN_ADDR", "must not use the same port as LISTEN_ADDR")
+
+
+def _resolve_routing(values: dict[str, Any]) -> None:
+    """ROUTING=auto follows INDEX_FILE; an explicit mode must fit it (none is ignored)."""
+    index, mode = values["index_file"], values["routing"]
+    is_php = index is not None and index.endswith(".php")
+    if mode is None:
+        mode = "traditional" if index is None else "front-controller" if is_php else "spa"
+    elif mode == "traditional" and index is not None:
+        raise ConfigError("INDEX_FILE", "must be empty with ROUTING=traditional")
+    elif mode in ("front-controller", "try-files"):
+        if index is None:
+            values["index_file"] = "index.php"
+        elif not is_php:
+            raise ConfigError("INDEX_FILE", f"must be a PHP file with ROUTING={mode}")
+    elif mode == "spa" and (index is None or is_php):
+        raise ConfigError("INDEX_FILE", "must name a non-PHP file (index.html) with ROUTING=spa")
+    values["routing"] = mode
 
 
 DEFAULT_DRAIN_TIMEOUT_SECS = 30.0  # when REQUEST_TIMEOUT is off (tokio_php's default)

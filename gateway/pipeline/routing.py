@@ -6,8 +6,11 @@ Rules, documented for users in docs/routing.md:
 * Never served, in any mode (404): a segment starting with '.' (dotfiles, dot-directories,
   '.' and '..') except a leading `/.well-known/`; NUL or backslash (raw or encoded); PHP
   source as a static file (.php .phtml .phar .inc ... anywhere in the name, and `name~`).
-* 403: a path whose symlinks resolve outside the document root, or that cannot be stat'ed
-  for lack of permission.
+* Symlinks are followed (nginx's default); with `symlinks="inside-root"` a path whose
+  symlinks resolve outside the document root is 403 (nginx `disable_symlinks`). Either way a
+  symlink cannot expose what the URL rules refuse: a static file whose resolved path has a
+  dot segment below the root, or a dot or PHP-source name at its end, is 404.
+* 403: a path that cannot be stat'ed for lack of permission.
 * Traditional mode (no INDEX_FILE): `/a/b.php` runs it, `/a/b.php/x/y` runs b.php with
   PATH_INFO=/x/y; a directory without its trailing slash gets 301 to add it; a directory
   runs its index.php, else serves its index.html, else 404 (no listings). An encoded slash
@@ -17,7 +20,13 @@ Rules, documented for users in docs/routing.md:
   Laravel's nginx config does); any other path with a PHP-source segment is 404 (Symfony's
   nginx config); everything else, directories and missing files included, runs the front
   controller with SCRIPT_NAME=/index.php and PATH_INFO="" (`try_files $uri /index.php`).
+* Try-files mode (ROUTING=try-files, nginx `try_files $uri $uri/ /index.php?$args` beside
+  `location ~ [^/]\\.php(/|$)`: WordPress, Drupal, MediaWiki): a PHP file runs where it
+  exists (PATH_INFO as in traditional mode), a missing one is 404; an existing non-PHP file
+  is served; a directory gets its 301, then its index.php or index.html, else 403 (nginx's
+  "directory index is forbidden"); everything else runs the front controller.
 * SPA mode (INDEX_FILE=index.html): as above, but the fallback serves that static file.
+* Directories named in `internal_dirs` (X_ACCEL_ROOT inside the root) are 404 to clients.
 
 Results are cached per raw path for `cache_ttl` seconds in a bounded LRU, because every
 request passes here; the document root's own symlinks are re-resolved at the same pace, so
@@ -73,6 +82,8 @@ class Forbidden:
 
 
 Route = StaticFile | PhpScript | Redirect | NotFound | Forbidden
+ROUTING_MODES = ("traditional", "front-controller", "try-files", "spa")
+SYMLINK_POLICIES = ("follow", "inside-root")
 NOT_FOUND = NotFound()
 FORBIDDEN = Forbidden()
 
@@ -117,13 +128,29 @@ class Router:
         document_root: Path | str,
         index_file: str | None = None,
         *,
+        mode: str | None = None,
+        symlinks: str = "follow",
+        internal_dirs: tuple[str, ...] = (),
         cache_size: int = 4096,
         cache_ttl: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.document_root = os.path.abspath(document_root)
+        if mode in ("front-controller", "try-files") and not index_file:
+            index_file = "index.php"
         self.index_file = index_file or None
         self._front_is_php = self.index_file is not None and self.index_file.endswith(".php")
+        if mode is None:  # what INDEX_FILE alone says (ROUTING=auto)
+            mode = "traditional" if self.index_file is None else (
+                "front-controller" if self._front_is_php else "spa")
+        if mode not in ROUTING_MODES or symlinks not in SYMLINK_POLICIES:
+            raise ValueError(f"unknown routing mode {mode!r} or symlink policy {symlinks!r}")
+        if (mode == "traditional") != (self.index_file is None) or \
+                (mode in ("front-controller", "try-files")) != self._front_is_php:
+            raise ValueError(f"routing mode {mode!r} does not go with index file {index_file!r}")
+        self.mode = mode
+        self._confined = symlinks == "inside-root"
+        self._internal = tuple(os.path.realpath(d) for d in internal_dirs)
         self._cache: OrderedDict[bytes, tuple[float, Route]] = OrderedDict()
         self._cache_size = cache_size
         self._ttl = cache_ttl
@@ -133,7 +160,8 @@ class Router:
 
     @classmethod
     def from_config(cls, config: Config) -> Router:
-        return cls(config.document_root, config.index_file)
+        return cls(config.document_root, config.index_file, mode=config.routing,
+                   symlinks=config.symlinks)
 
     def resolve(self, target: bytes | str) -> Route:
         """Route for a raw request-target (path plus optional ?query, not yet decoded)."""
@@ -178,7 +206,7 @@ class Router:
         if not raw or len(raw) > MAX_PATH_BYTES:
             return NOT_FOUND
         encoded_slash = b"%2f" in raw.lower()
-        if encoded_slash and not self.index_file:
+        if encoded_slash and self.mode == "traditional":
             return NOT_FOUND
         decoded = unquote_to_bytes(raw) if b"%" in raw else raw
         if b"\0" in decoded or b"\\" in decoded:
@@ -192,11 +220,49 @@ class Router:
         if root is None:
             return NOT_FOUND
         dir_request = text.endswith("/")
-        if self.index_file:
-            return self._entry_point(root, segments, dir_request, encoded_slash, now)
-        return self._traditional(root, raw, segments, dir_request)
+        if self.mode == "traditional":
+            return self._traditional(root, raw, segments, dir_request)
+        if self.mode == "try-files":
+            return self._try_files(root, raw, segments, dir_request, encoded_slash, now)
+        return self._entry_point(root, segments, dir_request, encoded_slash, now)
 
     def _traditional(self, root: str, raw: bytes, segments: list[str], dir_request: bool) -> Route:
+        found = self._php_in_path(root, segments, dir_request)
+        if found is not None:
+            return found
+        rel = "/" + "/".join(segments) if segments else ""
+        st = _stat(root + rel)
+        if not isinstance(st, os.stat_result):
+            return st
+        if stat.S_ISDIR(st.st_mode):
+            return self._directory(root, raw, rel, dir_request) or NOT_FOUND
+        if not stat.S_ISREG(st.st_mode) or dir_request or is_php_source(segments[-1]):
+            return NOT_FOUND
+        return self._static(root, rel, st)
+
+    def _try_files(self, root: str, raw: bytes, segments: list[str], dir_request: bool,
+                   encoded_slash: bool, now: float) -> Route:
+        if encoded_slash:
+            return self._fallback(root, now)  # %2F names no file; the app may route it
+        found = self._php_in_path(root, segments, dir_request)
+        if found is not None:
+            return found
+        if segments and is_php_source(segments[-1]):
+            return NOT_FOUND  # never the source, and no app route looks like x.inc
+        rel = "/" + "/".join(segments) if segments else ""
+        st = _stat(root + rel)
+        if isinstance(st, Forbidden):
+            return st
+        if isinstance(st, os.stat_result):
+            if stat.S_ISREG(st.st_mode) and not dir_request:
+                return self._static(root, rel, st)  # try_files $uri
+            if stat.S_ISDIR(st.st_mode):  # try_files $uri/, then nginx's index directive
+                return self._directory(root, raw, rel, dir_request) or FORBIDDEN
+        return self._fallback(root, now)  # /index.php?$args
+
+    def _php_in_path(self, root: str, segments: list[str], dir_request: bool) -> Route | None:
+        """The script named by the first `.php` segment that is a file, with the rest as
+        PATH_INFO; 404 when that segment does not exist; None when no segment names one."""
         for i, seg in enumerate(segments):
             if not seg.endswith(".php"):
                 continue
@@ -209,24 +275,20 @@ class Router:
             if not stat.S_ISREG(st.st_mode):
                 return NOT_FOUND
             return self._script(root, script_name, _path_info(segments[i + 1 :], dir_request))
+        return None
 
-        rel = "/" + "/".join(segments) if segments else ""
-        st = _stat(root + rel)
-        if not isinstance(st, os.stat_result):
-            return st
-        if stat.S_ISDIR(st.st_mode):
-            if not _inside(root, root + rel):
-                return FORBIDDEN
-            if not dir_request:
-                collapsed = _MULTI_SLASH.sub(b"/", raw)
-                return Redirect(quote_from_bytes(collapsed + b"/", _LOCATION_SAFE))
-            index_php = _stat(root + rel + "/index.php")
-            if isinstance(index_php, os.stat_result) and stat.S_ISREG(index_php.st_mode):
-                return self._script(root, rel + "/index.php", "")
-            return self._static(root, rel + "/index.html")
-        if not stat.S_ISREG(st.st_mode) or dir_request or is_php_source(segments[-1]):
-            return NOT_FOUND
-        return self._static(root, rel, st)
+    def _directory(self, root: str, raw: bytes, rel: str, dir_request: bool) -> Route | None:
+        """A directory: 301 to add the slash, else its index.php or index.html, else None."""
+        if self._confined and not _inside(root, root + rel):
+            return FORBIDDEN
+        if not dir_request:
+            collapsed = _MULTI_SLASH.sub(b"/", raw)
+            return Redirect(quote_from_bytes(collapsed + b"/", _LOCATION_SAFE))
+        index_php = _stat(root + rel + "/index.php")
+        if isinstance(index_php, os.stat_result) and stat.S_ISREG(index_php.st_mode):
+            return self._script(root, rel + "/index.php", "")
+        index_html = self._static(root, rel + "/index.html")
+        return None if index_html is NOT_FOUND else index_html
 
     def _entry_point(
         self, root: str, segments: list[str], dir_request: bool, encoded_slash: bool, now: float
@@ -269,8 +331,9 @@ class Router:
 
     def _script(self, root: str, script_name: str, path_info: str) -> Route:
         filename = root + script_name
-        if not _inside(root, filename):
-            return FORBIDDEN
+        refused = self._vet(root, filename, static=False)
+        if refused is not None:
+            return refused
         return PhpScript(filename, script_name, path_info, root)
 
     def _static(self, root: str, rel: str, st: os.stat_result | None = None) -> Route:
@@ -282,9 +345,31 @@ class Router:
             if not stat.S_ISREG(found.st_mode):
                 return NOT_FOUND
             st = found
-        if not _inside(root, path):
-            return FORBIDDEN
+        refused = self._vet(root, path, static=True)
+        if refused is not None:
+            return refused
         return StaticFile(Path(path), st.st_size, st.st_mtime_ns)
+
+    def _vet(self, root: str, path: str, static: bool) -> NotFound | Forbidden | None:
+        """Where the path's symlinks lead: 403 out of the root when confined; 404 to a name
+        the URL rules refuse (below the root: any dot segment; outside it: a dot name at the
+        end) or, for a static file, to PHP source; 404 inside an internal directory."""
+        real = os.path.realpath(path)
+        if real != path:
+            prefix = "" if root == "/" else root
+            inside = real == root or real.startswith(prefix + "/")
+            if not inside and self._confined:
+                return FORBIDDEN
+            parts = real[len(prefix):].split("/")[1:] if inside else [os.path.basename(real)]
+            for i, part in enumerate(parts):
+                if part.startswith(".") and not (inside and i == 0 and part == ".well-known"):
+                    return NOT_FOUND
+            if static and parts and is_php_source(parts[-1]):
+                return NOT_FOUND
+        for internal in self._internal:
+            if real == internal or real.startswith(internal + "/"):
+                return NOT_FOUND  # nginx `internal`: reached by X-Accel-Redirect only
+        return None
 
 
 def _path_info(rest: list[str], dir_request: bool) -> str:

@@ -44,7 +44,8 @@ def pages_server(tmp_path_factory: pytest.TempPathFactory, docroot: Path, pages:
     (root / "outside").symlink_to(elsewhere)  # 403: resolves outside the document root
     s = start_server(tmp_path_factory.mktemp("pages-srv"), root, tls=(certs["cert"], certs["key"]),
                      env={"ERROR_PAGES_DIR": str(pages), "REQUEST_TIMEOUT": "2s",
-                          "MAX_BODY_SIZE": "1K", "QUEUE_CAPACITY": "1"})
+                          "MAX_BODY_SIZE": "1K", "QUEUE_CAPACITY": "1",
+                          "SYMLINKS": "inside-root"})
     yield s
     s.stop()
 

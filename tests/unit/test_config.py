@@ -73,6 +73,9 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("QUEUE_CAPACITY", "55", "queue_capacity", 55),
     ("DOCUMENT_ROOT", "{root}", "document_root", "{root}"),
     ("INDEX_FILE", "index.php", "index_file", "index.php"),
+    ("ROUTING", "try-files", "routing", "try-files"),
+    ("ROUTING", "AUTO", "routing", "traditional"),
+    ("SYMLINKS", "inside-root", "symlinks", "inside-root"),
     ("SERVER_NAME", "www.example.com", "server_name", "www.example.com"),
     ("INTERNAL_ADDR", "127.0.0.1:9090", "internal_addr", HostPort("127.0.0.1", 9090)),
     ("ERROR_PAGES_DIR", "{errors}", "error_pages_dir", "{errors}"),
@@ -255,6 +258,8 @@ BAD: list[tuple[str, str, str]] = [
     ("DOCUMENT_ROOT", "{ini}", "not a directory"),
     ("INDEX_FILE", "public/index.php", "file name"),
     ("INDEX_FILE", ".env", "file name"),
+    ("ROUTING", "nginx", "auto, traditional, front-controller, try-files, spa"),
+    ("SYMLINKS", "off", "follow, inside-root"),
     ("SERVER_NAME", "a b", "host name"),
     ("SERVER_NAME", "example.com:80", "no port"),
     ("ERROR_PAGES_DIR", "/nonexistent/errors", "does not exist"),
@@ -322,6 +327,29 @@ def test_error_message_format(files: dict[str, Path]) -> None:
 def test_empty_service_name_flag_is_refused(files: dict[str, Path]) -> None:
     with pytest.raises(ConfigError, match="--service-name / SERVICE_NAME: must not be empty"):
         load(files, ["--service-name", ""])
+
+
+@pytest.mark.parametrize(("index", "routing", "mode", "index_file"), [
+    ("", "", "traditional", None), ("index.php", "", "front-controller", "index.php"),
+    ("app.html", "", "spa", "app.html"), ("", "try-files", "try-files", "index.php"),
+    ("", "front-controller", "front-controller", "index.php"),
+    ("app.php", "try-files", "try-files", "app.php"),
+])
+def test_routing_mode_and_index_file(files: dict[str, Path], index: str, routing: str,
+                                     mode: str, index_file: str | None) -> None:
+    c = load(files, env={"INDEX_FILE": index, "ROUTING": routing})
+    assert (c.routing, c.index_file) == (mode, index_file)
+
+
+@pytest.mark.parametrize(("index", "routing"), [
+    ("index.php", "traditional"), ("index.html", "try-files"), ("index.html", "front-controller"),
+    ("", "spa"), ("index.php", "spa"),
+])
+def test_routing_mode_that_does_not_fit_index_file_is_refused(files: dict[str, Path], index: str,
+                                                              routing: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(files, env={"INDEX_FILE": index, "ROUTING": routing})
+    assert info.value.option == "INDEX_FILE" and f"ROUTING={routing}" in str(info.value)
 
 
 @pytest.mark.parametrize(("given", "missing"), [("TLS_CERT", "TLS_KEY"), ("TLS_KEY", "TLS_CERT")])

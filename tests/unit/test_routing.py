@@ -173,18 +173,51 @@ def test_never_served(tree: Path, target: str, index_file: str | None) -> None:
 
 @pytest.mark.parametrize("target", ["/link_out/secret.txt", "/file_out", "/link_out/"])
 @pytest.mark.parametrize("index_file", [None, "index.php"])
-def test_symlink_out_of_root_is_forbidden(tree: Path, target: str,
-                                          index_file: str | None) -> None:
-    route = Router(tree, index_file).resolve(target)
+def test_symlink_out_of_root_is_forbidden_when_confined(tree: Path, target: str,
+                                                        index_file: str | None) -> None:
+    route = Router(tree, index_file, symlinks="inside-root").resolve(target)
     if index_file and target.endswith("/"):
         assert route == script(tree, "/index.php")  # a directory path is the app's business
     else:
         assert route == FORBIDDEN
 
 
-def test_script_symlinked_out_of_root_is_forbidden(trad: Router) -> None:
-    assert trad.resolve("/php_out.php") == FORBIDDEN
-    assert trad.resolve("/link_out/evil.php") == FORBIDDEN
+def test_script_symlinked_out_of_root_is_forbidden_when_confined(tree: Path) -> None:
+    router = Router(tree, symlinks="inside-root")
+    assert router.resolve("/php_out.php") == FORBIDDEN
+    assert router.resolve("/link_out/evil.php") == FORBIDDEN
+
+
+@pytest.mark.parametrize("mode", ["traditional", "try-files"])
+def test_symlinks_out_of_root_are_followed_by_default(tree: Path, mode: str) -> None:
+    # nginx's default (disable_symlinks off): Laravel's storage:link, Debian's app layouts
+    router = Router(tree, mode=mode)
+    assert router.resolve("/link_out/secret.txt") == StaticFile(
+        tree / "link_out/secret.txt", 7, (tree / "link_out/secret.txt").stat().st_mtime_ns)
+    assert router.resolve("/file_out") == static(tree, "file_out")
+    assert router.resolve("/php_out.php") == script(tree, "/php_out.php")
+    assert router.resolve("/link_out/evil.php") == script(tree, "/link_out/evil.php")
+
+
+def test_followed_symlinks_expose_no_dotfile_or_php_source(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / ".git").mkdir(parents=True)
+    (root / ".git" / "config").write_text("[core]")
+    (root / ".env").write_text("SECRET=1")
+    (root / "app.php").write_text("<?php echo 1;")
+    (root / "assets").symlink_to(root / ".git")  # inside: a dot segment below the root
+    (root / "env.txt").symlink_to(root / ".env")
+    (root / "source.txt").symlink_to(root / "app.php")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / ".htpasswd").write_text("u:x")
+    (outside / "ok.txt").write_text("ok")
+    (root / "out").symlink_to(outside)
+    for mode in ("traditional", "front-controller", "try-files"):
+        router = Router(root, mode=mode)
+        for target in ("/assets/config", "/env.txt", "/source.txt", "/out/.htpasswd"):
+            assert not isinstance(router.resolve(target), StaticFile), (mode, target)
+        assert router.resolve("/out/ok.txt") == static(root, "out/ok.txt")
 
 
 # ------------------------------------------------------------------ single entry point
@@ -234,6 +267,83 @@ def test_spa_mode_falls_back_to_index_html(tree: Path) -> None:
     assert router.resolve("/app/route/42") == fallback
     assert router.resolve("/index.html") == fallback
     assert router.resolve("/index.php") == NOT_FOUND
+
+
+# ------------------------------------------------------------------ try-files mode
+
+
+@pytest.fixture
+def wp(tree: Path) -> Router:
+    return Router(tree, mode="try-files")
+
+
+@pytest.mark.parametrize(
+    ("target", "name", "path_info"),
+    [
+        ("/", "/index.php", ""),  # the directory's index (nginx `index index.php`)
+        ("/index.php", "/index.php", ""),
+        ("/other.php", "/other.php", ""),  # /wp-login.php: every PHP file runs
+        ("/sub/b.php?x=1", "/sub/b.php", ""),
+        ("/sub/b.php/extra", "/sub/b.php", "/extra"),
+        ("/both/", "/both/index.php", ""),
+        ("/hello-world/", "/index.php", ""),  # pretty URLs: /index.php?$args
+        ("/2024/05/post", "/index.php", ""),
+        ("/missing.txt", "/index.php", ""),
+        ("/a.txt/", "/index.php", ""),  # a file is not a directory: $uri/ fails
+        ("/api/a%2Fb", "/index.php", ""),
+        ("/.well-known/missing", "/index.php", ""),
+    ],
+)
+def test_try_files_runs_scripts_and_falls_back(wp: Router, tree: Path, target: str, name: str,
+                                               path_info: str) -> None:
+    assert wp.resolve(target) == script(tree, name, path_info)
+
+
+@pytest.mark.parametrize(("target", "rel"), [
+    ("/a.txt", "a.txt"), ("/sub/page.html", "sub/page.html"),
+    ("/dir.php/inner.txt", "dir.php/inner.txt"), ("/htmlonly/", "htmlonly/index.html"),
+])
+def test_try_files_serves_files(wp: Router, tree: Path, target: str, rel: str) -> None:
+    assert wp.resolve(target) == static(tree, rel)
+
+
+def test_try_files_directories(wp: Router) -> None:
+    assert wp.resolve("/sub?p=1") == Redirect("/sub/?p=1")
+    assert wp.resolve("/empty/") == FORBIDDEN  # nginx: directory index is forbidden
+    assert wp.resolve("/missing.php") == NOT_FOUND  # try_files $fastcgi_script_name =404
+    assert wp.resolve("/missing.php/x") == NOT_FOUND
+    assert wp.resolve("/lib.inc") == NOT_FOUND
+    assert wp.resolve("/config.php.bak") == NOT_FOUND
+
+
+def test_try_files_without_front_controller(tmp_path: Path) -> None:
+    (tmp_path / "a.php").write_text("<?php")
+    router = Router(tmp_path, mode="try-files")
+    assert router.resolve("/pretty/url") == NOT_FOUND
+    assert router.resolve("/a.php") == PhpScript(f"{tmp_path}/a.php", "/a.php", "", str(tmp_path))
+
+
+@pytest.mark.parametrize(("index_file", "mode"), [
+    (None, "spa"), ("index.php", "traditional"), ("index.html", "try-files"),
+    ("index.html", "front-controller"), ("index.php", "spa"), (None, "nginx"),
+])
+def test_mode_must_fit_the_index_file(tmp_path: Path, index_file: str | None,
+                                      mode: str) -> None:
+    with pytest.raises(ValueError):
+        Router(tmp_path, index_file, mode=mode)
+
+
+def test_internal_directory_is_not_served(tmp_path: Path) -> None:
+    (tmp_path / "protected").mkdir()
+    (tmp_path / "protected" / "f.txt").write_text("private")
+    (tmp_path / "protected" / "x.php").write_text("<?php")
+    (tmp_path / "index.php").write_text("<?php")
+    (tmp_path / "alias").symlink_to(tmp_path / "protected")
+    for mode in ("traditional", "try-files", "front-controller"):
+        router = Router(tmp_path, mode=mode, internal_dirs=(str(tmp_path / "protected"),))
+        for target in ("/protected/f.txt", "/alias/f.txt", "/protected/x.php"):
+            route = router.resolve(target)
+            assert route == NOT_FOUND or route == script(tmp_path, "/index.php"), (mode, target)
 
 
 # ------------------------------------------------------------------ caching
@@ -339,16 +449,36 @@ def assert_confined(route: Route, root: Path) -> None:
         assert route.script_name.startswith("/") and route.document_root == real_root
 
 
+MODES = st.sampled_from([(None, None), ("index.php", None), ("index.html", None),
+                         ("index.php", "try-files")])
+
+
 @settings(max_examples=300, deadline=None)
-@given(segments=st.lists(SEGMENTS, max_size=6), trailing=st.booleans(),
-       index_file=st.sampled_from([None, "index.php", "index.html"]))
+@given(segments=st.lists(SEGMENTS, max_size=6), trailing=st.booleans(), mode=MODES)
 def test_generated_paths_stay_in_root(tree: Path, segments: list[str], trailing: bool,
-                                      index_file: str | None) -> None:
+                                      mode: tuple[str | None, str | None]) -> None:
     target = "/" + "/".join(segments) + ("/" if trailing else "")
-    assert_confined(Router(tree, index_file).resolve(target), tree)
+    router = Router(tree, mode[0], mode=mode[1], symlinks="inside-root")
+    assert_confined(router.resolve(target), tree)
 
 
 @settings(max_examples=300, deadline=None)
-@given(target=st.binary(max_size=60), index_file=st.sampled_from([None, "index.php"]))
-def test_arbitrary_bytes_stay_in_root(tree: Path, target: bytes, index_file: str | None) -> None:
-    assert_confined(Router(tree, index_file).resolve(b"/" + target), tree)
+@given(target=st.binary(max_size=60), mode=MODES)
+def test_arbitrary_bytes_stay_in_root(tree: Path, target: bytes,
+                                      mode: tuple[str | None, str | None]) -> None:
+    router = Router(tree, mode[0], mode=mode[1], symlinks="inside-root")
+    assert_confined(router.resolve(b"/" + target), tree)
+
+
+@settings(max_examples=300, deadline=None)
+@given(segments=st.lists(SEGMENTS, max_size=6), trailing=st.booleans(), mode=MODES)
+def test_followed_symlinks_serve_no_secret(tree: Path, segments: list[str], trailing: bool,
+                                           mode: tuple[str | None, str | None]) -> None:
+    target = "/" + "/".join(segments) + ("/" if trailing else "")
+    route = Router(tree, mode[0], mode=mode[1]).resolve(target)
+    if isinstance(route, StaticFile):
+        real = Path(os.path.realpath(route.path))
+        assert real.is_file() and not real.name.startswith(".")
+        assert not is_php_source(real.name)
+    elif isinstance(route, PhpScript):
+        assert route.script_name.endswith(".php") and "/." not in route.script_name
