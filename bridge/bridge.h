@@ -46,6 +46,10 @@ typedef struct pg_event {
     int flags;
     char *data;       /* owned by the bridge until pg_free_events */
     size_t len;
+    /* PG_EV_HEADERS and PG_EV_DONE: CLOCK_MONOTONIC seconds when a thread took the request;
+     * PG_EV_DONE also when it was done with it. 0 in other events. */
+    double started;
+    double ended;
 } pg_event;
 
 typedef struct pg_stats {
@@ -57,6 +61,13 @@ typedef struct pg_stats {
     uint64_t fatals;      /* completed with PG_DONE_FATAL */
     uint64_t rejected;    /* refused as overloaded */
 } pg_stats;
+
+/* One PHP thread as pg_get_threads sees it: the request it runs (-1: idle) and since when
+ * (CLOCK_MONOTONIC seconds). */
+typedef struct pg_thread {
+    int64_t handle;
+    double started;
+} pg_thread;
 
 /* pg_submit_args refusals; cffi takes no parentheses here. */
 #define PG_OVERLOADED -1
@@ -95,6 +106,8 @@ int pg_poll(pg_event *out, int max);
 /* Frees the events' data; a PG_EV_DONE among them also releases its handle for reuse. */
 void pg_free_events(pg_event *events, int n);
 void pg_get_stats(pg_stats *out);
+/* Fills up to max entries, one per request thread; returns how many. */
+int pg_get_threads(pg_thread *out, int max);
 /* Finishes running requests, stops the threads and shuts PHP down. */
 void pg_stop(void);
 const char *pg_php_version(void);

@@ -25,6 +25,8 @@ typedef struct pg_worker {
     pthread_t tid;
     void *vm_interrupt;   /* &EG(vm_interrupt) of this thread (zend_atomic_bool *) */
     void *timed_out;      /* &EG(timed_out) */
+    int64_t handle;       /* the request it runs, -1 when idle; guarded by the pool's lock */
+    double started;       /* when it took that request */
 } pg_worker;
 
 typedef struct pg_slot {
@@ -44,6 +46,7 @@ typedef struct pg_slot {
     int64_t content_length;
     int proto_num;
     double request_time;
+    double started;       /* CLOCK_MONOTONIC seconds when a thread took the request */
 
     /* Request body: bytes [in_start, in_end) of in_buf wait for read_post. */
     char *in_buf;
@@ -60,6 +63,10 @@ typedef struct pg_slot {
 
 /* pool.c */
 void pg_push_event(int64_t handle, int type, int code, int flags, char *data, size_t len);
+/* The same with the request's start (and end) times, for PG_EV_HEADERS and PG_EV_DONE. */
+void pg_push_timed_event(int64_t handle, int type, int code, int flags, char *data, size_t len,
+                         double started, double ended);
+double pg_now(void);
 size_t pg_slot_read_body(pg_slot *s, char *buf, size_t count);
 /* Blocks while the response credit is used up; false if the client is gone. */
 bool pg_slot_reserve_output(pg_slot *s, size_t len);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -44,7 +45,18 @@ static struct {
 
 /* ---- events ---------------------------------------------------------------------- */
 
+double pg_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* Python's time.monotonic() on Linux */
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 void pg_push_event(int64_t handle, int type, int code, int flags, char *data, size_t len) {
+    pg_push_timed_event(handle, type, code, flags, data, len, 0.0, 0.0);
+}
+
+void pg_push_timed_event(int64_t handle, int type, int code, int flags, char *data, size_t len,
+                         double started, double ended) {
     pthread_mutex_lock(&P.ev_mu);
     if (P.ev_len == P.ev_cap) {
         /* Grows rather than blocks: events are bounded by the per-request credits. */
@@ -64,6 +76,8 @@ void pg_push_event(int64_t handle, int type, int code, int flags, char *data, si
     e->flags = flags;
     e->data = data;
     e->len = len;
+    e->started = started;
+    e->ended = ended;
     bool was_empty = P.ev_len++ == 0;
     pthread_mutex_unlock(&P.ev_mu);
     /* Python drains to empty after each wakeup, so only the first event needs a write. */
@@ -352,6 +366,17 @@ void pg_free_events(pg_event *events, int n) {
     }
 }
 
+int pg_get_threads(pg_thread *out, int max) {
+    pthread_mutex_lock(&P.mu);
+    int n = P.cfg.threads < max ? P.cfg.threads : max;
+    for (int i = 0; i < n; i++) {
+        out[i].handle = P.workers ? P.workers[i].handle : -1;
+        out[i].started = P.workers ? P.workers[i].started : 0.0;
+    }
+    pthread_mutex_unlock(&P.mu);
+    return n;
+}
+
 void pg_get_stats(pg_stats *out) {
     pthread_mutex_lock(&P.mu);
     out->threads = P.cfg.threads;
@@ -400,9 +425,12 @@ static void *worker_main(void *arg) {
         P.qhead = (P.qhead + 1) % P.qcap;
         P.qlen--;
         P.busy++;
+        pg_slot *s = &P.slots[idx];
+        s->started = pg_now();
+        w->handle = s->handle;
+        w->started = s->started;
         pthread_mutex_unlock(&P.mu);
 
-        pg_slot *s = &P.slots[idx];
         pthread_mutex_lock(&s->mu);
         bool skip = s->cancelled;
         s->state = SLOT_RUNNING;
@@ -416,7 +444,7 @@ static void *worker_main(void *arg) {
             s->worker = NULL;
             pthread_mutex_unlock(&s->mu);
             flags = PG_DONE_CANCELLED;
-            pg_push_event(s->handle, PG_EV_DONE, 0, flags, NULL, 0);
+            pg_push_timed_event(s->handle, PG_EV_DONE, 0, flags, NULL, 0, s->started, pg_now());
         } else {
             pg_php_run(s); /* pushes FINISH and DONE itself */
         }
@@ -424,6 +452,7 @@ static void *worker_main(void *arg) {
         pthread_mutex_lock(&P.mu);
         P.busy--;
         P.requests++;
+        w->handle = -1;
     }
     P.alive--;
     pthread_mutex_unlock(&P.mu);
@@ -448,6 +477,7 @@ static void *main_thread(void *arg) {
     pthread_attr_setstacksize(&attr, P.cfg.thread_stack_bytes);
     for (int i = 0; rc == 0 && i < P.cfg.threads; i++) {
         P.workers[i].index = i;
+        P.workers[i].handle = -1;
         if (pthread_create(&P.workers[i].tid, &attr, worker_main, &P.workers[i]) != 0) {
             snprintf(err, sizeof err, "could not create PHP thread %d: %s", i, strerror(errno));
             rc = -1;

@@ -77,7 +77,7 @@ static int pg_send_headers(sapi_headers_struct *headers) {
         free(block);
         return SAPI_HEADER_SENT_SUCCESSFULLY;
     }
-    pg_push_event(s->handle, PG_EV_HEADERS, status, 0, block, total);
+    pg_push_timed_event(s->handle, PG_EV_HEADERS, status, 0, block, total, s->started, 0.0);
     return SAPI_HEADER_SENT_SUCCESSFULLY;
 }
 
@@ -287,7 +287,7 @@ void pg_php_run(pg_slot *s) {
     pthread_mutex_unlock(&s->mu);
     if (flags & PG_DONE_FATAL) pg_count_fatal();
     pg_slot_finish(s);
-    pg_push_event(s->handle, PG_EV_DONE, exit_status, flags, NULL, 0);
+    pg_push_timed_event(s->handle, PG_EV_DONE, exit_status, flags, NULL, 0, s->started, pg_now());
 }
 
 void pg_php_thread_end(void) { ts_free_thread(); }

@@ -268,6 +268,22 @@ def _server_name(text: str) -> str | None:
     return text
 
 
+def _url(text: str) -> str:
+    """An http(s) URL with a host (an OTLP collector), or empty."""
+    from urllib.parse import urlsplit
+
+    if not text:
+        return ""
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # a port that is not a number raises here
+    except ValueError:
+        raise ValueError("must be an http:// or https:// URL") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return text
+
+
 def _nonempty(text: str) -> str:
     if not text:
         raise ValueError("must not be empty")
@@ -475,6 +491,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("ACCESS_LOG", "access_log", "0", _boolean,
            "Write one JSON access-log line per request to stdout.",
            "tokio_php ACCESS_LOG; nginx `access_log`", kind="bool"),
+    Option("METRICS", "metrics", "auto", _auto_boolean,
+           "Count requests, latencies, bytes, connections and PHP thread use for /metrics on "
+           "INTERNAL_ADDR (Prometheus), summed over all PROCESSES. auto = on when "
+           "INTERNAL_ADDR is set; on without INTERNAL_ADDR is refused. See "
+           "docs/observability.md.", "nginx `stub_status`; php-fpm `pm.status_path`",
+           kind="bool", default_doc="auto (on with INTERNAL_ADDR)"),
+    Option("SERVER_TIMING", "server_timing", "off", _boolean,
+           "Add a Server-Timing header to every answer: `queue` (wait for a PHP thread), "
+           "`php` (PHP's run) and `total`, in milliseconds, as they stand when the head "
+           "leaves. It tells any client how long PHP took: keep it off on public servers.",
+           "FrankenPHP / Caddy `Server-Timing`", kind="bool"),
     Option("RATE_LIMIT", "rate_limit", "0", _integer(0),
            "Requests per RATE_WINDOW a client address may make, enforced smoothly (GCRA, "
            "nginx's limit_req with nodelay): its allowance refills by one request every "
@@ -578,6 +605,27 @@ OPTIONS: tuple[Option, ...] = (
            "separated by newlines or ';'. "
            "A key set by a flag overrides the same key from the variable.",
            "php-fpm `php_admin_value`; `php -d`", kind="list", default_doc="empty"),
+    Option("OTEL_TRACES_EXPORTER", "otel_traces_exporter", "none", _choice(("none", "otlp")),
+           "otlp: export a span per request (and a child span per PHP script) over OTLP/HTTP "
+           "through the OpenTelemetry SDK, which the `otel` extra installs (the Docker image "
+           "has it); start-up is refused without it. none: no spans, ids only (the default, "
+           "unlike the SDK's own). The SDK's other OTEL_* variables (headers, timeout, "
+           "sampler, batch sizes, resource attributes) apply as the SDK documents them.",
+           "OpenTelemetry SDK environment variables"),
+    Option("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_exporter_otlp_endpoint", "", _url,
+           "Base URL of the OTLP/HTTP collector; spans go to its /v1/traces. Needs "
+           "OTEL_TRACES_EXPORTER=otlp.", "OpenTelemetry SDK",
+           default_doc="empty (http://localhost:4318)"),
+    Option("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "otel_exporter_otlp_traces_endpoint", "", _url,
+           "Full URL spans are posted to, instead of OTEL_EXPORTER_OTLP_ENDPOINT/v1/traces. "
+           "Needs OTEL_TRACES_EXPORTER=otlp.", "OpenTelemetry SDK", default_doc="empty"),
+    Option("OTEL_EXPORTER_OTLP_PROTOCOL", "otel_exporter_otlp_protocol", "http/protobuf",
+           _choice(("http/protobuf",)),
+           "OTLP transport; only http/protobuf (gRPC is refused rather than sent to the "
+           "wrong port).", "OpenTelemetry SDK"),
+    Option("OTEL_SERVICE_NAME", "otel_service_name", "", str,
+           "service.name of the exported spans; empty = SERVICE_NAME.", "OpenTelemetry SDK",
+           default_doc="empty (SERVICE_NAME)"),
     Option("LOG_LEVEL", "log_level", "info",
            _choice(("debug", "info", "warning", "error"), {"warn": "warning", "trace": "debug"}),
            "debug, info, warning or error (warn and trace accepted as aliases).",
@@ -616,6 +664,8 @@ class Config:
     idle_timeout_secs: float
     tls_handshake_timeout_secs: float
     access_log: bool
+    metrics: bool  # resolved from auto
+    server_timing: bool
     rate_limit: int  # 0 = off
     rate_window: int
     rate_burst: int  # resolved: RATE_LIMIT when unset (0 while rate limiting is off)
@@ -637,8 +687,21 @@ class Config:
     h2_max_header_list_size: int
     php_ini: Path
     php_ini_set: tuple[tuple[str, str], ...]
+    otel_traces_exporter: str  # "none" | "otlp"
+    otel_exporter_otlp_endpoint: str
+    otel_exporter_otlp_traces_endpoint: str
+    otel_exporter_otlp_protocol: str
+    otel_service_name: str  # resolved: SERVICE_NAME when empty
     log_level: str  # "debug" | "info" | "warning" | "error"
     service_name: str
+
+    @property
+    def otlp_traces_url(self) -> str:
+        """Where spans are posted (OTLP/HTTP)."""
+        if self.otel_exporter_otlp_traces_endpoint:
+            return self.otel_exporter_otlp_traces_endpoint
+        base = self.otel_exporter_otlp_endpoint or "http://localhost:4318"
+        return base.rstrip("/") + "/v1/traces"
 
     @property
     def tls(self) -> bool:
@@ -759,6 +822,11 @@ def _resolve_dependent(values: dict[str, Any]) -> None:
     elif values["rate_limit"] == 0:
         raise ConfigError("RATE_BURST", "needs RATE_LIMIT > 0 (rate limiting is off)")
     _resolve_routing(values)
+    if values["metrics"] is None:
+        values["metrics"] = values["internal_addr"] is not None
+    elif values["metrics"] and values["internal_addr"] is None:
+        raise ConfigError("METRICS", "needs INTERNAL_ADDR (where /metrics is served)")
+    _resolve_otel(values)
     if values["drain_timeout_secs"] is None:
         values["drain_timeout_secs"] = values["request_timeout"] or DEFAULT_DRAIN_TIMEOUT_SECS
     processes = values["processes"]
@@ -796,6 +864,27 @@ def _resolve_routing(values: dict[str, Any]) -> None:
     elif mode == "spa" and (index is None or is_php):
         raise ConfigError("INDEX_FILE", "must name a non-PHP file (index.html) with ROUTING=spa")
     values["routing"] = mode
+
+
+def _resolve_otel(values: dict[str, Any]) -> None:
+    import importlib.util
+
+    values["otel_service_name"] = values["otel_service_name"] or values["service_name"]
+    if values["otel_traces_exporter"] == "none":
+        for env in ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+            if values[env.lower()]:
+                raise ConfigError(env, "needs OTEL_TRACES_EXPORTER=otlp (spans are not "
+                                       "exported without it)")
+        return
+    for module in ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.http"):
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            raise ConfigError("OTEL_TRACES_EXPORTER", "otlp needs the OpenTelemetry SDK and "
+                                                      "OTLP/HTTP exporter: pip install "
+                                                      "'php-gateway[otel]'")
 
 
 DEFAULT_DRAIN_TIMEOUT_SECS = 30.0  # when REQUEST_TIMEOUT is off (tokio_php's default)

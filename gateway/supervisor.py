@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 
@@ -233,6 +236,10 @@ class Supervisor:
         self._selector = selectors.DefaultSelector()
         # the rate-limit table every worker maps: one limit for the whole server
         self.rate_table = shared_rate_table(config)
+        # every worker's metrics and status snapshots, kept while the server lives so that
+        # a restarted worker's counts are still summed (gateway/observability/metrics.py)
+        self.metrics_dir = Path(tempfile.mkdtemp(prefix="php-gateway-metrics-")) \
+            if config.internal_addr is not None else None
 
     def _spawn(self, w: _Worker) -> None:
         try:
@@ -246,7 +253,9 @@ class Supervisor:
         table = [] if self.rate_table is None else [self.rate_table.fd]
         cmd = [sys.executable, "-m", "gateway.worker", "--worker-index", str(w.index),
                "--fds", fds, "--ready-fd", str(ready_w),
-               *(f"--rate-table-fd={fd}" for fd in table), "--", *self.argv]
+               *(f"--rate-table-fd={fd}" for fd in table),
+               *([f"--metrics-dir={self.metrics_dir}"] if self.metrics_dir else []),
+               "--", *self.argv]
         try:
             w.proc = subprocess.Popen(cmd, pass_fds=[*(s.fileno() for s in roles.values()),
                                                      ready_w, *table])
@@ -355,6 +364,8 @@ class Supervisor:
                 w.proc.kill()
                 w.proc.wait()
                 code = 1
+        if self.metrics_dir is not None:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
         log.info("stopped")
         return code
 

@@ -8,10 +8,11 @@ listener closes last, so that probes read "not ready" instead of being refused m
 
 Run by the supervisor as
 `python -m gateway.worker --worker-index I --fds role=fd,... [--ready-fd FD]
-[--rate-table-fd T] -- ARGS`;
+[--rate-table-fd T] [--metrics-dir D] -- ARGS`;
 the worker writes one byte to FD once it serves (the supervisor restarts a worker that
 served at once, one that never did with a back-off); T is the memfd of the rate-limit
-table all workers share (gateway/pipeline/rate_table.py).
+table all workers share (gateway/pipeline/rate_table.py); D the directory where every
+worker leaves its metrics snapshot (gateway/observability/metrics.py).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import structlog
 
@@ -62,11 +65,16 @@ def _cut_off() -> None:
 
 
 async def serve(config: Config, index: int, sockets: dict[str, socket.socket],
-                ready_fd: int | None = None) -> None:
+                ready_fd: int | None = None, metrics_dir: Path | None = None) -> None:
     from gateway.observability.internal import InternalApp
+    from gateway.observability.metrics import RequestMetrics, WorkerMetrics
+    from gateway.observability.tracing import Tracing
     from gateway.php.pool import PhpPool, PoolOptions
     from gateway.pipeline.chain import build_app
+    from gateway.pipeline.observe import observe
     from gateway.server.listen import start_listeners
+    from gateway.server.quic import QuicServer
+    from gateway.server.tcp import TCPServer
 
     pool = PhpPool(
         PoolOptions(
@@ -77,16 +85,36 @@ async def serve(config: Config, index: int, sockets: dict[str, socket.socket],
         )
     )
     pool.start()
-    internal = InternalApp(pool, index)
-    servers = await start_listeners(config, sockets, build_app(config, pool), internal)
+    provider = None
+    tracer = None
+    if config.otel_traces_exporter == "otlp":
+        from gateway.observability.otel_export import install
+
+        tracer, provider = install(config, index)
+    requests = RequestMetrics() if config.metrics else None
+    worker_metrics = None  # snapshots for /metrics and /status, when INTERNAL_ADDR is set
+    if config.internal_addr is not None:
+        if metrics_dir is None:  # run alone, without a supervisor: only this process counts
+            metrics_dir = Path(tempfile.mkdtemp(prefix="php-gateway-metrics-"))
+        worker_metrics = WorkerMetrics(metrics_dir, index, pool, requests)
+    observer = observe(Tracing(tracer), requests, config.access_log, config.server_timing)
+    internal = InternalApp(pool, index, config, worker_metrics)
+    # the internal server's answers are timed as "internal", never logged nor traced
+    internal_app = observe(Tracing(), requests, False, False, kind="internal")(internal)
+    servers = await start_listeners(config, sockets, build_app(config, pool, observer),
+                                    internal_app)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    if worker_metrics is not None:
+        worker_metrics.states = [(s.state, "tcp" if isinstance(s, TCPServer) else "quic")
+                                 for s in servers.public if isinstance(s, TCPServer | QuicServer)]
+        worker_metrics.start(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("worker ready", worker=index, pid=os.getpid(), php_threads=pool.options.threads)
     _signal_ready(ready_fd)
     await stop.wait()
-    internal.ready = False
+    internal.ready = False  # before anything else: /ready says 503 from here to the exit
     log.info("worker draining", worker=index, timeout=config.drain_timeout_secs)
     deadline = loop.time() + config.drain_timeout_secs
     await asyncio.gather(*(s.drain(config.drain_timeout_secs) for s in servers.public))
@@ -98,6 +126,10 @@ async def serve(config: Config, index: int, sockets: dict[str, socket.socket],
     watchdog.start()
     pool.stop()
     watchdog.cancel()
+    if worker_metrics is not None:
+        worker_metrics.stop()  # the last counts stay in the directory for the next scrapes
+    if provider is not None:
+        provider.shutdown()  # spans still in the batch leave now
     log.info("worker stopped", worker=index)
 
 
@@ -107,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fds", required=True)
     parser.add_argument("--ready-fd", type=int, default=None)
     parser.add_argument("--rate-table-fd", type=int, default=None)
+    parser.add_argument("--metrics-dir", type=Path, default=None)
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     rest = args.rest[1:] if args.rest[:1] == ["--"] else args.rest
@@ -118,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         attach_inherited(args.rate_table_fd)
     import uvloop
 
-    uvloop.run(serve(config, args.worker_index, _sockets(args.fds), args.ready_fd))
+    uvloop.run(serve(config, args.worker_index, _sockets(args.fds), args.ready_fd,
+                     args.metrics_dir))
     return 0
 
 

@@ -5,7 +5,8 @@ set -euo pipefail
 profile=${1:-test}
 runtime=(ca-certificates libxml2 libsqlite3-0 libssl3 libcurl4 libonig5 libpng16-16
          libjpeg62-turbo libwebp7 libfreetype6 libicu72 libzip4 libsodium23 libpq5 libargon2-1)
-test_tools=(curl nghttp2-client ngtcp2-client wrk)
+# chromium: the /status page's screenshot test; prometheus: promtool checks deploy/'s config
+test_tools=(curl nghttp2-client ngtcp2-client wrk chromium prometheus)
 bench_tools=(nginx-light libnginx-mod-http-brotli-filter php8.2-fpm mariadb-server
              linux-perf)
 case "$profile" in

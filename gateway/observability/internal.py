@@ -1,51 +1,55 @@
 """The internal endpoints (INTERNAL_ADDR), served by the same HTTP stack as a tiny App:
-/health (liveness), /ready (readiness: false while draining), /metrics (Prometheus)."""
+/health (liveness), /ready (readiness: 503 from the start of a drain to the exit),
+/metrics (Prometheus, the whole server), /status (what every PHP thread is doing) and
+/config (the effective configuration, secrets redacted)."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
+from urllib.parse import urlsplit, urlunsplit
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CONTENT_TYPE_LATEST
 
+from gateway.config import Config
+from gateway.observability.metrics import WorkerMetrics, live_snapshots
+from gateway.observability.status import status_document, status_html
 from gateway.php.pool import PhpPool
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.responses import respond, respond_status
 
+_SECRET_KEY = re.compile(r"pass|secret|token|key|auth|credential", re.IGNORECASE)
+_REDACTED = "<redacted>"
 
-class PoolCollector(Collector):
-    """PHP pool gauges read at scrape time: no bookkeeping on the request path."""
 
-    def __init__(self, pool: PhpPool) -> None:
-        self.pool = pool
-
-    def collect(self):  # type: ignore[no-untyped-def]
-        s = self.pool.stats()
-        yield GaugeMetricFamily("php_gateway_php_threads", "PHP threads configured", s.threads)
-        yield GaugeMetricFamily("php_gateway_php_threads_alive", "PHP threads serving",
-                                s.threads_alive)
-        yield GaugeMetricFamily("php_gateway_php_threads_busy", "PHP threads running a request",
-                                s.busy)
-        yield GaugeMetricFamily("php_gateway_php_queue_depth", "Requests waiting for a thread",
-                                s.queued)
-        yield CounterMetricFamily("php_gateway_php_requests", "PHP requests completed",
-                                  s.requests)
-        yield CounterMetricFamily("php_gateway_php_fatal_errors", "PHP requests ended by a fatal",
-                                  s.fatals)
-        yield CounterMetricFamily("php_gateway_php_rejected", "Requests refused as overloaded",
-                                  s.rejected)
+def redacted_config(config: Config) -> dict[str, str]:
+    """OPTION -> effective value; php.ini values under secret-looking keys and the
+    credentials of URLs are replaced."""
+    out: dict[str, str] = {}
+    for env, value in config.describe():
+        if env == "PHP_INI_SET":
+            value = ", ".join(f"{k}={_REDACTED if _SECRET_KEY.search(k) else v}"
+                              for k, v in config.php_ini_set)
+        elif value.startswith(("http://", "https://")):
+            parts = urlsplit(value)
+            if parts.username or parts.password:
+                host = parts.hostname or ""
+                netloc = f"{_REDACTED}@{host}" + (f":{parts.port}" if parts.port else "")
+                value = urlunsplit(parts._replace(netloc=netloc))
+        out[env] = value
+    return out
 
 
 class InternalApp:
-    def __init__(self, pool: PhpPool, worker_index: int) -> None:
+    def __init__(self, pool: PhpPool, worker_index: int, config: Config,
+                 metrics: WorkerMetrics | None) -> None:
         self.pool = pool
         self.worker_index = worker_index
+        self.config = config
+        self.metrics = metrics  # None without INTERNAL_ADDR (then nothing asks)
         self.ready = True
         self.started = time.time()
-        self.registry = CollectorRegistry()
-        self.registry.register(PoolCollector(pool))
 
     async def __call__(self, ctx: RequestContext) -> None:
         if ctx.error_status is not None:  # an answer the server makes itself (bad request...)
@@ -64,8 +68,22 @@ class InternalApp:
             body = json.dumps({"ready": self.ready}).encode()
             await self._send(ctx, 200 if self.ready else 503, body, json_type)
         elif path == b"/metrics":
-            body = generate_latest(self.registry)
+            if self.metrics is None or self.metrics.requests is None:
+                await respond(ctx, 404, b"Metrics are off (METRICS=off).\n")
+                return
+            body = self.metrics.scrape()
             await self._send(ctx, 200, body, [(b"content-type", CONTENT_TYPE_LATEST.encode())])
+        elif path == b"/status" and self.metrics is not None:
+            doc = status_document(live_snapshots(self.metrics.all_snapshots()),
+                                  self.config.service_name)
+            if _wants_json(ctx):
+                await self._send(ctx, 200, json.dumps(doc).encode(), json_type)
+            else:
+                await self._send(ctx, 200, status_html(doc),
+                                 [(b"content-type", b"text/html; charset=utf-8")])
+        elif path == b"/config":
+            body = json.dumps(redacted_config(self.config), indent=1).encode()
+            await self._send(ctx, 200, body, json_type)
         else:
             await respond(ctx, 404, b"Not Found\n")
 
@@ -76,3 +94,11 @@ class InternalApp:
         await ctx.send_response(status, headers)
         await ctx.send_data(body)  # dropped for HEAD by the request stream
         await ctx.end()
+
+
+def _wants_json(ctx: RequestContext) -> bool:
+    query = ctx.request.target.partition(b"?")[2]
+    if query == b"json" or b"format=json" in query:
+        return True
+    accept = next((v for n, v in ctx.request.headers if n == b"accept"), b"")
+    return b"application/json" in accept and b"text/html" not in accept

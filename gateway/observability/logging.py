@@ -8,6 +8,8 @@ import sys
 
 import structlog
 
+from gateway.observability.request_record import current_record
+
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
            "error": logging.ERROR}
 
@@ -25,6 +27,7 @@ def configure_logging(level: str = "info", service: str = "php-gateway",
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
             _add_service(service),
+            _add_request_ids,
             structlog.processors.format_exc_info,
             renderer,
         ],
@@ -32,6 +35,17 @@ def configure_logging(level: str = "info", service: str = "php-gateway",
         logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=True,
     )
+
+
+def _add_request_ids(
+    _: object, __: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    """Every line written while a request is served names it (its task's record)."""
+    record = current_record.get()
+    if record is not None:
+        event.setdefault("request_id", record.request_id)
+        event.setdefault("trace_id", record.trace_id)
+    return event
 
 
 def _add_service(service: str) -> structlog.types.Processor:

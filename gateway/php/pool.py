@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from itertools import chain
@@ -21,6 +22,9 @@ from typing import Any
 
 import structlog
 
+from gateway.observability.histogram import LATENCY_BUCKETS, QUEUE_BUCKETS, Histogram
+from gateway.observability.request_record import RequestRecord, current_record
+from gateway.observability.tracing import end_php_span
 from gateway.php import binding
 from gateway.protocol.events import Headers
 
@@ -29,6 +33,7 @@ log = structlog.get_logger("php")
 # syslog levels PHP passes to log_message, mapped to our log levels
 _SYSLOG_LEVELS = {0: "critical", 1: "critical", 2: "critical", 3: "error", 4: "warning",
                   5: "info", 6: "info", 7: "debug"}
+_PHP_PREFIX = "PHP "  # PHP writes "PHP Warning:  text" to a SAPI's log
 _POLL_BATCH = 256
 # Request deadlines are checked this often: one timer for the pool, none per request.
 SWEEP_INTERVAL = 0.25
@@ -89,6 +94,8 @@ class PoolStats:
     requests: int
     fatals: int
     rejected: int
+    timeouts: int  # ended by REQUEST_TIMEOUT (504, or cut once the response started)
+    sse_streams: int  # text/event-stream responses open now
 
 
 @dataclass(eq=False, slots=True)
@@ -102,7 +109,13 @@ class PhpCall:
     headers: Headers = field(default_factory=list)
     outcome: Outcome | None = None
     deadline: float = 0.0  # loop time past which the request times out; 0 = never
+    timeout: float | None = None  # the seconds that deadline came from (SSE_TIMEOUT once SSE)
     expired: bool = False
+    # time.monotonic(): queued here, taken by a PHP thread, done (the bridge's clock); 0 = not
+    submitted: float = 0.0
+    started: float = 0.0
+    ended: float = 0.0
+    record: RequestRecord | None = None  # the observed request, for PHP's log lines
     _head: asyncio.Future[bool] | None = None
     _chunks: deque[bytes] = field(default_factory=deque)
     _unacked: int = 0
@@ -186,6 +199,7 @@ class PhpCall:
     def extend(self, seconds: float | None) -> None:
         """A new deadline from now (SSE_TIMEOUT for event streams); None removes it."""
         self.deadline = 0.0 if seconds is None else self._loop.time() + seconds
+        self.timeout = seconds
 
     def _check_expired(self) -> None:
         if self.expired:
@@ -215,8 +229,11 @@ class PhpCall:
         if fut is not None and not fut.done():
             fut.set_result(value)
 
-    def _on_headers(self, status: int, block: bytes) -> None:
+    def _on_headers(self, status: int, block: bytes, started: float) -> None:
         self.status = status
+        self.started = started
+        if self.record is not None:
+            self.record.php_started = started
         headers = self.headers
         for line in block.split(b"\0"):
             name, sep, value = line.partition(b":")
@@ -233,8 +250,15 @@ class PhpCall:
         self._wake(self._head, False)
         self._wake(self._waiter)
 
-    def _on_done(self, code: int, flags: int) -> None:
+    def _on_done(self, code: int, flags: int, started: float, ended: float) -> None:
+        self.started, self.ended = started, ended
+        record = self.record
         lib = binding.lib
+        if record is not None:
+            record.php_started, record.php_ended = started, ended
+            if record.php_span is not None:
+                end_php_span(record, bool(flags & lib.PG_DONE_FATAL),
+                             bool(flags & lib.PG_DONE_TIMED_OUT))
         self.outcome = Outcome(
             exit_status=code,
             fatal=bool(flags & lib.PG_DONE_FATAL),
@@ -260,6 +284,12 @@ class PhpPool:
         self._events: Any = None
         self._sweeper: asyncio.TimerHandle | None = None
         self.started = False
+        # kept here (one pool per process) for the metrics; counted by the PHP stage
+        self.timeouts = 0
+        self.sse_streams = 0
+        self.php_errors: deque[dict[str, Any]] = deque(maxlen=20)  # the last, for /status
+        self.wait_seconds = Histogram(QUEUE_BUCKETS)  # submitted -> a thread took it
+        self.run_seconds = Histogram(LATENCY_BUCKETS)  # taken -> done
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -329,7 +359,20 @@ class PhpPool:
         s = binding.ffi.new("pg_stats *")
         binding.lib.pg_get_stats(s)
         return PoolStats(s.threads, s.threads_alive, s.busy, s.queued, s.requests, s.fatals,
-                         s.rejected)
+                         s.rejected, self.timeouts, self.sse_streams)
+
+    def threads(self) -> list[tuple[PhpCall | None, float]]:
+        """Each PHP thread's request (None: idle) and when it took it (time.monotonic())."""
+        if not self.started:
+            return []
+        out = binding.ffi.new("pg_thread[]", self.options.threads)
+        n = binding.lib.pg_get_threads(out, self.options.threads)
+        return [(self._calls.get(out[i].handle) if out[i].handle >= 0 else None,
+                 out[i].started) for i in range(n)]
+
+    def calls(self) -> list[PhpCall]:
+        """Requests queued or running."""
+        return list(self._calls.values())
 
     # --- requests ---------------------------------------------------------------------
 
@@ -374,9 +417,15 @@ class PhpPool:
         if handle < 0:
             raise PoolStopped("the PHP pool is not running")
         call = PhpCall(handle, self, loop)
+        call.submitted = time.monotonic()
+        record = current_record.get()
+        if record is not None:
+            record.php_submitted = call.submitted
+            call.record = record
         call._body_closed = req.body_complete
         if timeout is not None:
             call.deadline = loop.time() + timeout
+            call.timeout = timeout
         self._calls[handle] = call
         return call
 
@@ -403,7 +452,7 @@ class PhpPool:
                         call._on_body(ffi.unpack(ev.data, ev.len))
                 elif kind == lib.PG_EV_HEADERS:
                     if call is not None:
-                        call._on_headers(ev.code, ffi.unpack(ev.data, ev.len))
+                        call._on_headers(ev.code, ffi.unpack(ev.data, ev.len), ev.started)
                 elif kind == lib.PG_EV_FINISH:
                     if call is not None:
                         call._on_finish()
@@ -412,18 +461,47 @@ class PhpPool:
                         call._wake(call._space)
                 elif kind == lib.PG_EV_LOG:
                     message = ffi.unpack(ev.data, ev.len).decode("utf-8", "replace")
-                    level = _SYSLOG_LEVELS.get(ev.code, "error")
-                    getattr(log, level)(message, source="php")
+                    _log_php(message, ev.code, call, self.php_errors)
                 elif kind == lib.PG_EV_DONE:
                     calls.pop(handle, None)
                     if ev.code:  # exit(N): php-fpm keeps the HTTP status too, but says so
-                        log.warning("script exited with a non-zero status", exit_status=ev.code)
+                        log.warning("script exited with a non-zero status", exit_status=ev.code,
+                                    **_request_fields(call))
+                    if ev.started:
+                        if call is not None:
+                            self.wait_seconds.observe(max(0.0, ev.started - call.submitted))
+                        self.run_seconds.observe(ev.ended - ev.started)
                     if call is not None:
-                        call._on_done(ev.code, ev.flags)
+                        call._on_done(ev.code, ev.flags, ev.started, ev.ended)
             if n:
                 lib.pg_free_events(events, n)
             if n < _POLL_BATCH:
                 return
+
+
+def _request_fields(call: PhpCall | None) -> dict[str, str]:
+    record = call.record if call is not None else None
+    if record is None:
+        return {}
+    return {"uri": record.uri, "request_id": record.request_id, "trace_id": record.trace_id}
+
+
+def _log_php(message: str, syslog_level: int, call: PhpCall | None,
+             errors: deque[dict[str, Any]]) -> None:
+    """One of PHP's messages (error_log, warnings, fatals) as a log line of the request;
+    errors are also kept for /status."""
+    level = _SYSLOG_LEVELS.get(syslog_level, "error")
+    fields: dict[str, str] = {"source": "php"}
+    if message.startswith(_PHP_PREFIX):
+        php_level, sep, text = message[len(_PHP_PREFIX):].partition(":")
+        if sep and len(php_level) < 24:
+            fields["php_level"] = php_level
+            message = text.strip()
+    ids = _request_fields(call)
+    getattr(log, level)(message, **fields, **ids)
+    if level in ("error", "critical"):
+        errors.append({"time": time.time(), "message": message[:300],
+                       "php_level": fields.get("php_level", ""), **ids})
 
 
 def _merge_headers(headers: Headers) -> Headers:

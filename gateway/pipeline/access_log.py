@@ -1,16 +1,14 @@
-"""The access log as a middleware: one JSON line per answered request, with the status and
-the body bytes that actually left (nginx's $status and $body_bytes_sent), for every answer,
-including the ones the server makes itself (parser errors, the fallback 500)."""
+"""The access log: one JSON line per answered request, written by the observing middleware
+(gateway/pipeline/observe.py) when ACCESS_LOG is on, with the status and the body bytes
+that actually left (nginx's $status and $body_bytes_sent), for every answer, including the
+ones the server makes itself (parser errors, the fallback 500)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import structlog
 
-from gateway.pipeline.context import App, ContextProxy, RequestContext
-from gateway.protocol.events import Headers
+from gateway.observability.request_record import RequestRecord
+from gateway.pipeline.context import App, RequestContext
 
 log = structlog.get_logger("gateway.access")
 
@@ -18,50 +16,39 @@ log = structlog.get_logger("gateway.access")
 CLIENT_CLOSED = 499
 
 
-class _Recorder(ContextProxy):
-    __slots__ = ("bytes_sent", "status")
-
-    def __init__(self, inner: RequestContext) -> None:
-        ContextProxy.__init__(self, inner)
-        self.status = 0
-        self.bytes_sent = 0
-
-    async def send_response(self, status: int, headers: Headers) -> None:
-        self.status = status
-        await self.inner.send_response(status, headers)
-
-    async def send_data(self, data: bytes) -> None:
-        await self.inner.send_data(data)
-        self.bytes_sent += len(data)
-
-
-def access_log(app: App) -> App:
-    async def logged(ctx: RequestContext) -> None:
-        started = time.perf_counter()
-        recorder = _Recorder(ctx)
-        try:
-            await app(recorder)
-        except asyncio.CancelledError:
-            _write(recorder, started, recorder.status or CLIENT_CLOSED)
-            raise
-        except Exception:
-            if recorder.status:  # the fallback can only reset or close: log what went out
-                _write(recorder, started, recorder.status)
-            raise  # else the request stream answers 500 through the chain, logged then
-        _write(recorder, started, recorder.status or CLIENT_CLOSED)
-
-    return logged
-
-
-def _write(ctx: _Recorder, started: float, status: int) -> None:
+def write_access_line(ctx: RequestContext, record: RequestRecord, status: int,
+                      bytes_sent: int, seconds: float) -> None:
     req = ctx.request
+    host = req.authority
+    agent = referer = b""
+    for name, value in req.headers:
+        if name == b"host":
+            host = host or value
+        elif name == b"user-agent":
+            agent = value
+        elif name == b"referer":
+            referer = value
+    wait, run = record.php_wait, record.php_run
     log.info(
         "request",
         method=req.method.decode("latin-1"),
-        uri=req.target.decode("latin-1"),
+        uri=record.uri,
         protocol=f"HTTP/{req.http_version}",
         status=status,
-        bytes_sent=ctx.bytes_sent,
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        bytes_sent=bytes_sent,
+        duration_ms=round(seconds * 1000, 3),
         client=ctx.client[0],
+        host=host.decode("latin-1"),
+        user_agent=agent.decode("latin-1"),
+        referer=referer.decode("latin-1"),
+        php_queue_ms=None if wait is None else round(wait * 1000, 3),
+        php_ms=None if run is None else round(run * 1000, 3),
     )
+
+
+def access_log(app: App) -> App:
+    """The access log alone, without metrics or spans (the worker uses the full observer)."""
+    from gateway.observability.tracing import Tracing
+    from gateway.pipeline.observe import observe  # observe imports this module
+
+    return observe(Tracing(), None, True, False)(app)

@@ -3,13 +3,15 @@
 Outermost first, each seeing what the ones after it answer:
 
 1. proxies           the client behind a trusted proxy (TRUSTED_PROXIES): ctx.client, tls
-2. access log        every answer with its status and the bytes sent (ACCESS_LOG)
+2. observe           request ids and trace context, metrics, spans, the access log
+                     (ACCESS_LOG) and Server-Timing: every answer, its status and bytes sent
 3. rate limit        429 beyond RATE_LIMIT per client address, fields on every answer
 4. error pages       an HTML page for a bodiless 4xx/5xx when the client accepts HTML
 5. compression       zstd / br / gzip as the client accepts, streamed (COMPRESSION)
 6. endpoint          router -> static file | PHP | redirect | error status
 
-The proxies stage comes before the log so that the log names the client PHP sees; it
+The proxies stage comes before the observer so that logs, metrics and spans name the client
+PHP sees; it
 answers nothing itself and cannot fail, so the log misses no answer for it. The rate
 limiter answers 429 by passing the request on with error_status set: error pages and the
 endpoint make the answer, the router and PHP never run. Compression is innermost so that
@@ -33,12 +35,15 @@ from gateway.pipeline.proxies import trusted_proxies
 from gateway.pipeline.rate_limit import rate_limit
 
 
-def middleware_for(config: Config) -> list[Middleware]:
-    """The enabled middleware, outermost first."""
+def middleware_for(config: Config, observer: Middleware | None = None) -> list[Middleware]:
+    """The enabled middleware, outermost first; `observer` is the worker's (metrics and
+    spans need its objects), else the access log alone when ACCESS_LOG is on."""
     chain: list[Middleware] = []
     if config.trusted_proxies:
         chain.append(trusted_proxies(config))
-    if config.access_log:
+    if observer is not None:
+        chain.append(observer)
+    elif config.access_log:
         chain.append(access_log)
     if config.rate_limit:
         chain.append(rate_limit(config))
@@ -55,5 +60,5 @@ def compose(middleware: list[Middleware], endpoint: App) -> App:
     return app
 
 
-def build_app(config: Config, pool: PhpPool) -> App:
-    return compose(middleware_for(config), Endpoint(config, pool))
+def build_app(config: Config, pool: PhpPool, observer: Middleware | None = None) -> App:
+    return compose(middleware_for(config, observer), Endpoint(config, pool))

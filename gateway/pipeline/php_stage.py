@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import structlog
 
+from gateway.observability.request_record import current_record
+from gateway.observability.tracing import end_php_span, start_php_span
 from gateway.php.cgi import Script, build_request
 from gateway.php.pool import Overloaded, PhpCall, PhpPool, PoolStopped
 from gateway.pipeline.context import RequestContext
@@ -80,6 +82,14 @@ class PhpStage:
     async def _run(self, ctx: RequestContext, script: Script, document_root: str,
                    whole: bytes | None, spool: Spool | None, content_length: int | None) -> None:
         req = ctx.request
+        record = current_record.get()
+        ids: list[tuple[bytes, bytes]] | None = None
+        if record is not None:  # the observing middleware's: PHP gets its ids
+            record.kind = "php"
+            span_id, traceparent = start_php_span(record, script.filename)
+            ids = [(b"TRACE_ID", record.trace_id.encode()), (b"SPAN_ID", span_id.encode()),
+                   (b"REQUEST_ID", record.request_id.encode()),
+                   (b"TRACEPARENT", traceparent.encode())]
         php_req = build_request(
             method=req.method,
             target=req.target,
@@ -95,17 +105,19 @@ class PhpStage:
             authority=req.authority,
             has_body=req.has_body,
             server_name=self.options.server_name,
+            extra_vars=ids,
         )
         if whole is not None and not php_req.body_complete:
             php_req.body = whole
             php_req.body_complete = True
         try:
             call = self.pool.submit(php_req, self.options.request_timeout)
-        except Overloaded:
-            await self._refuse(ctx, 503, b"PHP workers are busy, retry shortly.\n")
-            return
-        except PoolStopped:
-            await self._refuse(ctx, 503, b"The server is shutting down.\n")
+        except (Overloaded, PoolStopped) as exc:
+            if record is not None and record.php_span is not None:
+                end_php_span(record, False, False)  # PHP never saw it
+            await self._refuse(ctx, 503, b"PHP workers are busy, retry shortly.\n"
+                               if isinstance(exc, Overloaded)
+                               else b"The server is shutting down.\n")
             return
 
         pump: asyncio.Task[None] | None = None
@@ -117,8 +129,9 @@ class PhpStage:
             await self._relay(ctx, call)
         except TimeoutError:
             call.interrupt()
+            self.pool.timeouts += 1
             log.warning("request timeout", uri=req.target.decode("latin-1"),
-                        timeout=self.options.request_timeout)
+                        timeout=call.timeout)
             if call.status != 0:
                 raise  # the response has started: only a reset or a close can tell
             await self._refuse(ctx, 504, b"The PHP script took too long.\n")
@@ -140,6 +153,16 @@ class PhpStage:
         status, headers = _clean_headers(status, headers)
         if _is_event_stream(headers):
             call.extend(self.options.sse_timeout)
+            self.pool.sse_streams += 1
+            try:
+                await self._send_head_and_body(ctx, call, status, headers)
+            finally:
+                self.pool.sse_streams -= 1
+            return
+        await self._send_head_and_body(ctx, call, status, headers)
+
+    async def _send_head_and_body(self, ctx: RequestContext, call: PhpCall, status: int,
+                                  headers: Headers) -> None:
         head_only = ctx.request.method == b"HEAD"
         body = None if head_only else call.complete_body()
         if body is not None:

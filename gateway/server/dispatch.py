@@ -20,8 +20,15 @@ class _AlpnSelector(asyncio.Protocol):
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
+        self.handshaken = False
+
+    def __del__(self) -> None:
+        # a failed or timed-out handshake never calls connection_made: the loop just drops us
+        if not self.handshaken:
+            self.state.tls_handshake_failures += 1
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.handshaken = True
         transport = cast(asyncio.Transport, transport)
         ssl_object = transport.get_extra_info("ssl_object")
         chosen = ssl_object.selected_alpn_protocol() if ssl_object is not None else None

@@ -354,6 +354,7 @@ class QuicServer(asyncio.DatagramProtocol):
             if conn.handshaking:
                 self._handshaking -= 1
                 conn.handshaking = False
+                self.state.tls_handshake_failures += 1  # gone before its handshake ended
 
     # -- lifetime ---------------------------------------------------------------------------
 

@@ -101,6 +101,7 @@ class ServerState:
         self.http2_connections = 0  # currently open
         self.active_requests = 0
         self.requests_served = 0
+        self.tls_handshake_failures = 0  # failed or timed out before a protocol took over
         self.limit = ConnectionLimit.of(loop, settings.max_connections)
         self._all_closed = asyncio.Event()
 

@@ -101,6 +101,8 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("ACCESS_LOG", "yes", "access_log", True),
     ("ACCESS_LOG", "1", "access_log", True),
     ("ACCESS_LOG", "Off", "access_log", False),
+    ("METRICS", "off", "metrics", False),
+    ("SERVER_TIMING", "on", "server_timing", True),
     ("RATE_LIMIT", "100", "rate_limit", 100),
     ("RATE_WINDOW", "10", "rate_window", 10),
     ("RATE_LIMIT_MAX_CLIENTS", "5000", "rate_limit_max_clients", 5000),
@@ -123,6 +125,10 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("H2_MAX_HEADER_LIST_SIZE", "128KiB", "h2_max_header_list_size", 131072),
     ("PHP_INI", "{ini}", "php_ini", "{ini}"),
     ("PHP_INI_SET", "memory_limit=256M", "php_ini_set", (("memory_limit", "256M"),)),
+    ("OTEL_TRACES_EXPORTER", "otlp", "otel_traces_exporter", "otlp"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "HTTP/protobuf", "otel_exporter_otlp_protocol",
+     "http/protobuf"),
+    ("OTEL_SERVICE_NAME", "shop-traces", "otel_service_name", "shop-traces"),
     ("LOG_LEVEL", "WARN", "log_level", "warning"),
     ("LOG_LEVEL", "debug", "log_level", "debug"),
     ("SERVICE_NAME", "shop", "service_name", "shop"),
@@ -140,7 +146,9 @@ def _text(text: str, files: dict[str, Path]) -> str:
 
 
 def test_cases_cover_every_option() -> None:
-    covered = {env for env, *_ in CASES} | {"TLS_CERT", "TLS_KEY", "HTTP3", "RATE_BURST"}
+    covered = {env for env, *_ in CASES} | {"TLS_CERT", "TLS_KEY", "HTTP3", "RATE_BURST",
+                                            "OTEL_EXPORTER_OTLP_ENDPOINT",
+                                            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}
     assert covered == {opt.env for opt in OPTIONS}
 
 
@@ -296,6 +304,14 @@ BAD: list[tuple[str, str, str]] = [
     ("PHP_INI_SET", "memory_limit", "key=value"),
     ("PHP_INI_SET", "bad key=1", "key=value"),
     ("LOG_LEVEL", "verbose", "debug, info, warning, error"),
+    ("METRICS", "always", "on/off"),
+    ("METRICS", "on", "needs INTERNAL_ADDR"),
+    ("SERVER_TIMING", "some", "on/off"),
+    ("OTEL_TRACES_EXPORTER", "jaeger", "none, otlp"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318", "http:// or https:// URL"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318", "needs OTEL_TRACES_EXPORTER=otlp"),
+    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://x/v1/traces", "http:// or https:// URL"),
+    ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc", "http/protobuf"),
 ]
 
 
@@ -446,3 +462,22 @@ def test_help_mentions_every_flag_and_variable(capsys: pytest.CaptureFixture[str
 def test_configuration_doc_is_generated_from_the_table() -> None:
     doc = (REPO / "docs" / "configuration.md").read_text()
     assert options_markdown() in doc, "regenerate with: python -m gateway.config"
+
+
+def test_metrics_follow_the_internal_server(files: dict[str, Path]) -> None:
+    assert load(files).metrics is False
+    assert load(files, env={"INTERNAL_ADDR": "127.0.0.1:9090"}).metrics is True
+    assert load(files, ["--metrics", "off", "--internal-addr", "127.0.0.1:9090"]).metrics is False
+
+
+def test_otlp_endpoints_and_service_name(files: dict[str, Path]) -> None:
+    c = load(files, env={"OTEL_TRACES_EXPORTER": "otlp", "SERVICE_NAME": "shop"})
+    assert (c.otel_service_name, c.otlp_traces_url) == ("shop", "http://localhost:4318/v1/traces")
+    c = load(files, env={"OTEL_TRACES_EXPORTER": "otlp",
+                         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/"})
+    assert c.otlp_traces_url == "http://collector:4318/v1/traces"
+    assert c.otel_exporter_otlp_endpoint == "http://collector:4318/"
+    c = load(files, ["--otel-exporter-otlp-traces-endpoint", "https://x.example/t"],
+             {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"})
+    assert (c.otlp_traces_url, c.otel_exporter_otlp_traces_endpoint) == (
+        "https://x.example/t", "https://x.example/t")
