@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import re
 import time
-from urllib.parse import urlsplit, urlunsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -19,7 +18,8 @@ from gateway.php.pool import PhpPool
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.responses import respond, respond_status
 
-_SECRET_KEY = re.compile(r"pass|secret|token|key|auth|credential", re.IGNORECASE)
+_SECRET_KEY = re.compile(r"pass|pw|secret|token|key|auth|credential", re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(r"(?<=//)[^/@\s]+@")
 _REDACTED = "<redacted>"
 
 
@@ -31,13 +31,7 @@ def redacted_config(config: Config) -> dict[str, str]:
         if env == "PHP_INI_SET":
             value = ", ".join(f"{k}={_REDACTED if _SECRET_KEY.search(k) else v}"
                               for k, v in config.php_ini_set)
-        elif value.startswith(("http://", "https://")):
-            parts = urlsplit(value)
-            if parts.username or parts.password:
-                host = parts.hostname or ""
-                netloc = f"{_REDACTED}@{host}" + (f":{parts.port}" if parts.port else "")
-                value = urlunsplit(parts._replace(netloc=netloc))
-        out[env] = value
+        out[env] = _URL_CREDENTIALS.sub(_REDACTED + "@", value)  # scheme://user:pw@host
     return out
 
 
