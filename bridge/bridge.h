@@ -23,6 +23,15 @@ typedef struct pg_config {
     size_t body_buffer_bytes;     /* per request: request body bytes buffered ahead of PHP */
     size_t response_buffer_bytes; /* per request: response bytes PHP may run ahead of the client */
     size_t thread_stack_bytes;    /* stack of each PHP thread */
+    /* Worker mode: the first worker_threads threads each run worker_script, which boots the
+     * application once and takes requests through gateway_handle_request(). worker_vars
+     * (name \0 value \0 ...) is its $_SERVER before the first request. */
+    const char *worker_script;    /* NULL: no worker threads */
+    const char *worker_vars;
+    size_t worker_vars_len;
+    int worker_threads;
+    int worker_max_requests;      /* restart a worker script after that many requests; 0 never */
+    int max_requests;             /* replace any thread after that many requests; 0 never */
 } pg_config;
 
 /* Event types delivered by pg_poll. */
@@ -38,6 +47,7 @@ typedef struct pg_config {
 #define PG_DONE_CANCELLED  2  /* cancelled before or while running */
 #define PG_DONE_TIMED_OUT  4  /* interrupted by pg_interrupt */
 #define PG_DONE_BAILOUT    8  /* PHP bailed out of request startup or shutdown */
+#define PG_DONE_UNAVAILABLE 16 /* no worker script could boot to take it */
 
 typedef struct pg_event {
     int64_t handle;   /* the request's handle; -1 for process-level log lines */
@@ -60,6 +70,10 @@ typedef struct pg_stats {
     uint64_t requests;    /* completed */
     uint64_t fatals;      /* completed with PG_DONE_FATAL */
     uint64_t rejected;    /* refused as overloaded */
+    int workers_failing;  /* worker threads whose script keeps failing before its first request */
+    uint64_t worker_restarts; /* worker scripts started again (crash, max requests) */
+    uint64_t thread_restarts; /* threads replaced (bailout, max requests) */
+    uint64_t logs_dropped;    /* PHP log lines dropped because Python fell behind */
 } pg_stats;
 
 /* One PHP thread as pg_get_threads sees it: the request it runs (-1: idle) and since when
@@ -72,6 +86,7 @@ typedef struct pg_thread {
 /* pg_submit_args refusals; cffi takes no parentheses here. */
 #define PG_OVERLOADED -1
 #define PG_STOPPED    -2
+#define PG_UNAVAILABLE -3   /* for a worker, and every worker script fails to boot */
 
 /* Starts PHP (module startup on a main thread) and the request threads. 0 on success. */
 int pg_start(const pg_config *cfg, char *err, size_t errlen);
@@ -85,13 +100,14 @@ int pg_event_fd(void);
  *   request_time: seconds since the epoch, when the request arrived
  *   vars (CGI variables), headers (as received): name \0 value \0 ...
  *   body/body_len: request body bytes already received (copied); body_complete says no
- *   more will follow, so no pg_body_write is needed at all. */
+ *   more will follow, so no pg_body_write is needed at all.
+ *   worker: 1 = for the worker script (gateway_handle_request), 0 = run script_filename. */
 int64_t pg_submit_args(const char *method, const char *request_uri, const char *query_string,
                        const char *script_filename, const char *content_type,
                        int64_t content_length, const char *cookie, const char *authorization,
                        int proto_num, double request_time, const char *vars, size_t vars_len,
                        const char *headers, size_t headers_len, const char *body,
-                       size_t body_len, int body_complete);
+                       size_t body_len, int body_complete, int worker);
 /* Offers request body bytes; returns how many were taken. When fewer than len were taken a
  * PG_EV_BODY_SPACE event follows once PHP reads. eof marks the end once all bytes are in. */
 size_t pg_body_write(int64_t handle, const char *data, size_t len, int eof);
@@ -108,8 +124,9 @@ void pg_free_events(pg_event *events, int n);
 void pg_get_stats(pg_stats *out);
 /* Fills up to max entries, one per request thread; returns how many. */
 int pg_get_threads(pg_thread *out, int max);
-/* Finishes running requests, stops the threads and shuts PHP down. */
-void pg_stop(void);
+/* Lets running requests and worker scripts finish for grace_seconds, then interrupts them
+ * as a timeout would; stops the threads and shuts PHP down. */
+void pg_stop(double grace_seconds);
 const char *pg_php_version(void);
 
 /* ---- cffi declarations end ---- */

@@ -27,6 +27,14 @@ typedef struct pg_worker {
     void *timed_out;      /* &EG(timed_out) */
     int64_t handle;       /* the request it runs, -1 when idle; guarded by the pool's lock */
     double started;       /* when it took that request */
+    /* Worker mode (cfg.worker_script): only this thread touches these. */
+    bool runs_script;     /* runs the worker script, which takes requests itself */
+    bool in_loop;         /* the script reached gateway_handle_request this run */
+    bool counted;         /* counted in the pool's alive threads (once, across respawns) */
+    bool failing;         /* the script failed before its first request too often */
+    struct pg_slot *current; /* the request the worker script is handling */
+    uint64_t served;      /* requests since this thread (its TSRM) started */
+    uint64_t script_served; /* requests since the worker script started */
 } pg_worker;
 
 typedef struct pg_slot {
@@ -52,6 +60,7 @@ typedef struct pg_slot {
     char *in_buf;
     size_t in_cap, in_start, in_end;
     bool in_eof, in_want_space;
+    bool in_partial;      /* read_post returns what has arrived (php://input), not a full block */
 
     /* Response: bytes handed to Python and not yet acknowledged. */
     size_t out_inflight, out_limit;
@@ -72,11 +81,29 @@ size_t pg_slot_read_body(pg_slot *s, char *buf, size_t count);
 bool pg_slot_reserve_output(pg_slot *s, size_t len);
 void pg_slot_finish(pg_slot *s);
 void pg_count_fatal(void);
+/* The one way a thread takes its next request and hands it back, for the classic loop and
+ * gateway_handle_request alike. Take blocks; NULL: leave the loop (stopping, or the
+ * thread's or script's max requests reached). */
+pg_slot *pg_take_request(pg_worker *w);
+void pg_finish_request(pg_worker *w, pg_slot *s, int exit_status, int flags);
+/* The worker script reached gateway_handle_request (it booted). */
+void pg_worker_booted(pg_worker *w);
+const pg_config *pg_pool_config(void);
+/* A process-level log line (syslog level), as PHP's own go. */
+void pg_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* sapi.c, all called on PHP threads */
 int pg_php_startup(const pg_config *cfg, char *err, size_t errlen);
 void pg_php_thread_begin(pg_worker *w);
-void pg_php_run(pg_slot *s);
+/* false: PHP bailed out of request start-up or shutdown, the thread must be replaced */
+bool pg_php_run(pg_worker *w, pg_slot *s);
+/* How one run of the worker script ended. */
+typedef struct pg_script_end {
+    bool healthy;         /* false: replace the thread */
+    bool reached_loop;    /* it called gateway_handle_request */
+    bool crashed;         /* fatal error, exit(), timeout or a request cut short */
+} pg_script_end;
+pg_script_end pg_php_run_worker(pg_worker *w);
 void pg_php_thread_end(void);
 void pg_php_shutdown(void);
 /* Any thread: make the worker's running script stop at the next opcode, as a timeout. */

@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,20 @@
 
 #define HANDLE_INDEX_BITS 20
 #define HANDLE_INDEX_MASK ((1 << HANDLE_INDEX_BITS) - 1)
+/* Log lines waiting for Python beyond these are dropped (and counted): a script that logs in
+ * a loop must not grow the event queue without bound while the loop is busy. */
+#define MAX_PENDING_LOGS 4096
+#define MAX_PENDING_LOG_BYTES (4u << 20)
+/* A worker script that fails this often in a row before its first request is reported
+ * (log, /health) and then retried every FAILING_RETRY_SECS instead of spinning. */
+#define WORKER_BOOT_ATTEMPTS 6
+#define FAILING_RETRY_SECS 10.0
+
+typedef struct pg_queue {
+    int *ring;               /* slot indexes */
+    int cap, head, len;
+    pthread_cond_t cv;       /* the threads that take from it wait here */
+} pg_queue;
 
 static struct {
     pg_config cfg;
@@ -22,7 +37,6 @@ static struct {
 
     pthread_t main_tid;
     pthread_mutex_t mu;      /* queue, free list, lifecycle */
-    pthread_cond_t work_cv;  /* workers wait for work */
     pthread_cond_t life_cv;  /* start-up / shutdown handshakes */
     bool started, stopping, stopped;
     int startup_rc;
@@ -30,17 +44,22 @@ static struct {
 
     pg_slot *slots;
     int nslots, free_head;
-    int *queue;              /* ring of slot indexes */
-    int qcap, qhead, qlen;
+    pg_queue queues[2];      /* classic threads take from [0], worker scripts from [1] */
 
     pg_worker *workers;
-    int alive, busy;
-    uint64_t requests, fatals, rejected;
+    int alive, busy, failing;
+    int running;             /* threads created and not yet gone (a respawn keeps its count) */
+    uint64_t requests, fatals, rejected, worker_restarts, thread_restarts;
+    char *worker_script, *worker_vars;
 
     int efd;
     pthread_mutex_t ev_mu;
     pg_event *events;        /* ring */
     int ev_cap, ev_head, ev_len;
+    int ev_logs;             /* PG_EV_LOG events among them, and their bytes */
+    size_t ev_log_bytes;
+    uint64_t logs_dropped;   /* since start */
+    uint64_t logs_dropped_told;
 } P = {.efd = -1, .free_head = -1};
 
 /* ---- events ---------------------------------------------------------------------- */
@@ -58,6 +77,16 @@ void pg_push_event(int64_t handle, int type, int code, int flags, char *data, si
 void pg_push_timed_event(int64_t handle, int type, int code, int flags, char *data, size_t len,
                          double started, double ended) {
     pthread_mutex_lock(&P.ev_mu);
+    if (type == PG_EV_LOG) {
+        if (P.ev_logs >= MAX_PENDING_LOGS || P.ev_log_bytes + len > MAX_PENDING_LOG_BYTES) {
+            P.logs_dropped++;
+            pthread_mutex_unlock(&P.ev_mu);
+            free(data);
+            return;
+        }
+        P.ev_logs++;
+        P.ev_log_bytes += len;
+    }
     if (P.ev_len == P.ev_cap) {
         /* Grows rather than blocks: events are bounded by the per-request credits. */
         int ncap = P.ev_cap ? P.ev_cap * 2 : 1024;
@@ -91,13 +120,41 @@ void pg_push_timed_event(int64_t handle, int type, int code, int flags, char *da
 int pg_poll(pg_event *out, int max) {
     pthread_mutex_lock(&P.ev_mu);
     int n = P.ev_len < max ? P.ev_len : max;
-    for (int i = 0; i < n; i++) out[i] = P.events[(P.ev_head + i) % P.ev_cap];
+    for (int i = 0; i < n; i++) {
+        out[i] = P.events[(P.ev_head + i) % P.ev_cap];
+        if (out[i].type == PG_EV_LOG) {
+            P.ev_logs--;
+            P.ev_log_bytes -= out[i].len;
+        }
+    }
     if (n) {
         P.ev_head = (P.ev_head + n) % P.ev_cap;
         P.ev_len -= n;
     }
+    uint64_t dropped = P.logs_dropped - P.logs_dropped_told;
+    if (dropped && n < max && P.ev_logs == 0) {
+        /* Told once the backlog is gone, so the notice itself is never dropped. */
+        char *msg = malloc(96);
+        if (msg) {
+            int len = snprintf(msg, 96, "%llu PHP log lines dropped: the server fell behind",
+                               (unsigned long long)dropped);
+            out[n++] = (pg_event){.handle = -1, .type = PG_EV_LOG, .code = 4, .data = msg,
+                                  .len = (size_t)len};
+            P.logs_dropped_told = P.logs_dropped;
+        }
+    }
     pthread_mutex_unlock(&P.ev_mu);
     return n;
+}
+
+void pg_log(int level, const char *fmt, ...) {
+    char *msg = malloc(512);
+    if (!msg) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(msg, 512, fmt, ap);
+    va_end(ap);
+    pg_push_event(-1, PG_EV_LOG, level, 0, msg, len < 0 ? 0 : len >= 512 ? 511 : (size_t)len);
 }
 
 int pg_event_fd(void) { return P.efd; }
@@ -160,13 +217,18 @@ static void reset_slot_io(pg_slot *s) {
 }
 
 static int64_t submit(const pg_request *req, const char *body, size_t body_len,
-                      bool body_complete) {
+                      bool body_complete, bool worker) {
+    pg_queue *q = &P.queues[worker ? 1 : 0];
     pthread_mutex_lock(&P.mu);
     if (!P.started || P.stopping) {
         pthread_mutex_unlock(&P.mu);
         return PG_STOPPED;
     }
-    if (P.qlen >= P.qcap || P.free_head < 0) {
+    if (worker ? P.failing == P.cfg.worker_threads : P.cfg.worker_threads == P.cfg.threads) {
+        pthread_mutex_unlock(&P.mu); /* no thread of that kind could ever take it */
+        return PG_UNAVAILABLE;
+    }
+    if (q->len >= q->cap || P.free_head < 0) {
         P.rejected++;
         pthread_mutex_unlock(&P.mu);
         return PG_OVERLOADED;
@@ -200,12 +262,12 @@ static int64_t submit(const pg_request *req, const char *body, size_t body_len,
     int64_t handle = s->handle;
 
     pthread_mutex_lock(&P.mu);
-    P.queue[(P.qhead + P.qlen) % P.qcap] = idx;
-    P.qlen++;
+    q->ring[(q->head + q->len) % q->cap] = idx;
+    q->len++;
     pthread_mutex_unlock(&P.mu);
     /* Signalled after the unlock: a thread woken (and scheduled at once, on a busy core)
      * must not find the queue's lock still held by the event loop it just preempted. */
-    pthread_cond_signal(&P.work_cv);
+    pthread_cond_signal(&q->cv);
     return handle;
 }
 
@@ -214,7 +276,7 @@ int64_t pg_submit_args(const char *method, const char *request_uri, const char *
                        int64_t content_length, const char *cookie, const char *authorization,
                        int proto_num, double request_time, const char *vars, size_t vars_len,
                        const char *headers, size_t headers_len, const char *body,
-                       size_t body_len, int body_complete) {
+                       size_t body_len, int body_complete, int worker) {
     pg_request r = {
         .method = method, .request_uri = request_uri, .query_string = query_string,
         .script_filename = script_filename, .content_type = content_type,
@@ -222,7 +284,7 @@ int64_t pg_submit_args(const char *method, const char *request_uri, const char *
         .proto_num = proto_num, .request_time = request_time, .vars = vars,
         .vars_len = vars_len, .headers = headers, .headers_len = headers_len,
     };
-    return submit(&r, body, body_len, body_complete != 0);
+    return submit(&r, body, body_len, body_complete != 0, worker != 0);
 }
 
 size_t pg_body_write(int64_t handle, const char *data, size_t len, int eof) {
@@ -382,10 +444,87 @@ void pg_get_stats(pg_stats *out) {
     out->threads = P.cfg.threads;
     out->threads_alive = P.alive;
     out->busy = P.busy;
-    out->queued = P.qlen;
+    out->queued = P.queues[0].len + P.queues[1].len;
     out->requests = P.requests;
     out->fatals = P.fatals;
     out->rejected = P.rejected;
+    /* A worker thread whose script cannot boot is not serving: /health says degraded. */
+    out->threads_alive -= P.failing;
+    out->workers_failing = P.failing;
+    out->worker_restarts = P.worker_restarts;
+    out->thread_restarts = P.thread_restarts;
+    pthread_mutex_lock(&P.ev_mu);
+    out->logs_dropped = P.logs_dropped;
+    pthread_mutex_unlock(&P.ev_mu);
+    pthread_mutex_unlock(&P.mu);
+}
+
+/* ---- taking and finishing requests: the classic loop and gateway_handle_request ---- */
+
+const pg_config *pg_pool_config(void) { return &P.cfg; }
+
+pg_slot *pg_take_request(pg_worker *w) {
+    const pg_config *c = &P.cfg;
+    if (c->max_requests > 0 && w->served >= (uint64_t)c->max_requests) return NULL;
+    if (w->runs_script && c->worker_max_requests > 0 &&
+        w->script_served >= (uint64_t)c->worker_max_requests) return NULL;
+    pg_queue *q = &P.queues[w->runs_script ? 1 : 0];
+    pthread_mutex_lock(&P.mu);
+    for (;;) {
+        while (q->len == 0 && !P.stopping) pthread_cond_wait(&q->cv, &P.mu);
+        if (q->len == 0) break; /* stopping and nothing left */
+        int idx = q->ring[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->len--;
+        P.busy++;
+        pg_slot *s = &P.slots[idx];
+        s->started = pg_now();
+        w->handle = s->handle;
+        w->started = s->started;
+        pthread_mutex_unlock(&P.mu);
+
+        pthread_mutex_lock(&s->mu);
+        bool skip = s->cancelled;
+        s->state = skip ? SLOT_DONE : SLOT_RUNNING;
+        s->worker = skip ? NULL : w;
+        pthread_mutex_unlock(&s->mu);
+        if (!skip) return s;
+        /* Cancelled while queued: answered without running anything. */
+        pg_push_timed_event(s->handle, PG_EV_DONE, 0, PG_DONE_CANCELLED, NULL, 0, s->started,
+                            pg_now());
+        pthread_mutex_lock(&P.mu);
+        P.busy--;
+        P.requests++;
+        w->handle = -1;
+    }
+    pthread_mutex_unlock(&P.mu);
+    return NULL;
+}
+
+void pg_finish_request(pg_worker *w, pg_slot *s, int exit_status, int flags) {
+    pthread_mutex_lock(&s->mu);
+    if (s->interrupted) flags |= PG_DONE_TIMED_OUT;
+    if (s->cancelled && !s->interrupted) flags |= PG_DONE_CANCELLED;
+    s->state = SLOT_DONE;
+    s->worker = NULL;
+    pthread_mutex_unlock(&s->mu);
+    pg_slot_finish(s);
+    /* After DONE Python may reuse the slot: nothing of it is read below. */
+    double started = s->started;
+    pg_push_timed_event(s->handle, PG_EV_DONE, exit_status, flags, NULL, 0, started, pg_now());
+    w->served++;
+    w->script_served++;
+    pthread_mutex_lock(&P.mu);
+    if (flags & PG_DONE_FATAL) P.fatals++;
+    P.busy--;
+    P.requests++;
+    w->handle = -1;
+    pthread_mutex_unlock(&P.mu);
+}
+
+void pg_count_fatal(void) {
+    pthread_mutex_lock(&P.mu);
+    P.fatals++;
     pthread_mutex_unlock(&P.mu);
 }
 
@@ -403,6 +542,116 @@ static void block_async_signals(sigset_t *old) {
     pthread_sigmask(SIG_BLOCK, &all, old);
 }
 
+/* Counts the thread as serving, once: pg_start waits for every thread to get here. */
+static void count_alive(pg_worker *w) {
+    pthread_mutex_lock(&P.mu);
+    if (!w->counted) {
+        w->counted = true;
+        P.alive++;
+        pthread_cond_broadcast(&P.life_cv);
+    }
+    pthread_mutex_unlock(&P.mu);
+}
+
+static void set_failing(pg_worker *w, bool failing) {
+    if (w->failing == failing) return;
+    pg_slot *unavailable[64];
+    int n = 0;
+    pthread_mutex_lock(&P.mu);
+    w->failing = failing;
+    P.failing += failing ? 1 : -1;
+    pg_queue *q = &P.queues[1];
+    if (P.failing == P.cfg.worker_threads) {
+        /* No worker will boot soon: queued requests get an answer now, not a timeout. */
+        while (q->len > 0 && n < 64) {
+            unavailable[n++] = &P.slots[q->ring[q->head]];
+            q->head = (q->head + 1) % q->cap;
+            q->len--;
+        }
+    }
+    pthread_mutex_unlock(&P.mu);
+    for (int i = 0; i < n; i++) {
+        pg_slot *s = unavailable[i];
+        pthread_mutex_lock(&s->mu);
+        s->state = SLOT_DONE;
+        pthread_mutex_unlock(&s->mu);
+        pg_push_timed_event(s->handle, PG_EV_DONE, 0, PG_DONE_UNAVAILABLE, NULL, 0, 0.0, 0.0);
+    }
+}
+
+void pg_worker_booted(pg_worker *w) {
+    count_alive(w);
+    if (w->failing) {
+        set_failing(w, false);
+        pg_log(5, "worker script on thread php-%d booted again", w->index);
+    }
+}
+
+/* Sleeps up to secs; false when the pool stops meanwhile. */
+static bool pause_unless_stopping(double secs) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)secs;
+    until.tv_nsec += (long)((secs - (double)(time_t)secs) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&P.mu);
+    while (!P.stopping && pthread_cond_timedwait(&P.life_cv, &P.mu, &until) != ETIMEDOUT) {}
+    bool go_on = !P.stopping;
+    pthread_mutex_unlock(&P.mu);
+    return go_on;
+}
+
+/* Runs the worker script again and again on this thread: at once after a clean end (its
+ * loop left for max requests), with backoff after a crash (as FrankenPHP: 0, 0.1, 0.4, 0.9,
+ * then 1 s). True when the thread itself must be replaced. */
+static bool run_worker_script(pg_worker *w) {
+    const pg_config *c = &P.cfg;
+    int crashes = 0, boot_failures = 0;
+    for (;;) {
+        w->script_served = 0;
+        pg_script_end end = pg_php_run_worker(w);
+        if (!end.healthy) return true;
+        if (!end.reached_loop) {
+            boot_failures++;
+            crashes++;
+            count_alive(w); /* start-up does not wait for a script that cannot boot */
+        } else {
+            boot_failures = 0;
+            crashes = end.crashed ? crashes + 1 : 0;
+        }
+        pthread_mutex_lock(&P.mu);
+        bool stopping = P.stopping;
+        if (!stopping) P.worker_restarts++;
+        pthread_mutex_unlock(&P.mu);
+        if (stopping) return false;
+        if (c->max_requests > 0 && w->served >= (uint64_t)c->max_requests) return true;
+        double delay = crashes <= 1 ? 0.0 : 0.1 * (crashes - 1) * (crashes - 1);
+        if (delay > 1.0) delay = 1.0;
+        if (boot_failures >= WORKER_BOOT_ATTEMPTS) {
+            if (!w->failing) {
+                set_failing(w, true);
+                pg_log(3, "worker script %s failed %d times in a row before its first request; "
+                       "thread php-%d retries it every %.0f s", c->worker_script, boot_failures,
+                       w->index, FAILING_RETRY_SECS);
+            }
+            delay = FAILING_RETRY_SECS;
+        } else if (!end.reached_loop) {
+            pg_log(4, "worker script %s ended before its first request; starting it again",
+                   c->worker_script);
+        } else if (end.crashed) {
+            pg_log(4, "worker script %s crashed; starting it again", c->worker_script);
+        }
+        if (delay > 0 && !pause_unless_stopping(delay)) return false;
+    }
+}
+
+/* A thread that must go (bailout, max requests) starts its successor with the same slot in
+ * P.workers and detaches itself, unless the pool is stopping: then it is joined as usual. */
+static bool respawn(pg_worker *w);
+
 static void *worker_main(void *arg) {
     pg_worker *w = arg;
     char name[16];
@@ -415,55 +664,54 @@ static void *worker_main(void *arg) {
     pthread_sigmask(SIG_UNBLOCK, &unblock, NULL);
 
     pg_php_thread_begin(w);
-    pthread_mutex_lock(&P.mu);
-    P.alive++;
-    pthread_cond_broadcast(&P.life_cv);
-    for (;;) {
-        while (P.qlen == 0 && !P.stopping) pthread_cond_wait(&P.work_cv, &P.mu);
-        if (P.qlen == 0) break; /* stopping and nothing left */
-        int idx = P.queue[P.qhead];
-        P.qhead = (P.qhead + 1) % P.qcap;
-        P.qlen--;
-        P.busy++;
-        pg_slot *s = &P.slots[idx];
-        s->started = pg_now();
-        w->handle = s->handle;
-        w->started = s->started;
-        pthread_mutex_unlock(&P.mu);
-
-        pthread_mutex_lock(&s->mu);
-        bool skip = s->cancelled;
-        s->state = SLOT_RUNNING;
-        s->worker = w;
-        pthread_mutex_unlock(&s->mu);
-
-        int flags = 0;
-        if (skip) {
-            pthread_mutex_lock(&s->mu);
-            s->state = SLOT_DONE;
-            s->worker = NULL;
-            pthread_mutex_unlock(&s->mu);
-            flags = PG_DONE_CANCELLED;
-            pg_push_timed_event(s->handle, PG_EV_DONE, 0, flags, NULL, 0, s->started, pg_now());
-        } else {
-            pg_php_run(s); /* pushes FINISH and DONE itself */
-        }
-
-        pthread_mutex_lock(&P.mu);
-        P.busy--;
-        P.requests++;
-        w->handle = -1;
+    w->served = 0;
+    bool replace;
+    if (w->runs_script) {
+        replace = run_worker_script(w);
+    } else {
+        count_alive(w);
+        replace = false;
+        pg_slot *s;
+        while (!replace && (s = pg_take_request(w))) replace = !pg_php_run(w, s);
+        if (P.cfg.max_requests > 0 && w->served >= (uint64_t)P.cfg.max_requests) replace = true;
     }
-    P.alive--;
+    pthread_mutex_lock(&P.mu);
+    /* Before ts_free_thread frees what they point at: pg_stop reads them under this lock. */
+    w->vm_interrupt = w->timed_out = NULL;
     pthread_mutex_unlock(&P.mu);
     pg_php_thread_end();
+    if (replace && respawn(w)) return NULL;
+    pthread_mutex_lock(&P.mu);
+    if (w->counted) P.alive--;
+    if (w->failing) P.failing--;
+    P.running--;
+    w->counted = w->failing = false;
+    pthread_cond_broadcast(&P.life_cv);
+    pthread_mutex_unlock(&P.mu);
     return NULL;
 }
 
-void pg_count_fatal(void) {
+static bool respawn(pg_worker *w) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, P.cfg.thread_stack_bytes);
     pthread_mutex_lock(&P.mu);
-    P.fatals++;
+    bool ok = false;
+    if (!P.stopping) {
+        pthread_t self = w->tid;
+        int rc = pthread_create(&w->tid, &attr, worker_main, w);
+        if (rc == 0) {
+            pthread_detach(self);
+            P.thread_restarts++;
+            ok = true;
+        } else {
+            w->tid = self;
+            pg_log(3, "could not replace PHP thread php-%d: %s", w->index, strerror(rc));
+        }
+    }
     pthread_mutex_unlock(&P.mu);
+    pthread_attr_destroy(&attr);
+    return ok;
 }
 
 static void *main_thread(void *arg) {
@@ -478,10 +726,15 @@ static void *main_thread(void *arg) {
     for (int i = 0; rc == 0 && i < P.cfg.threads; i++) {
         P.workers[i].index = i;
         P.workers[i].handle = -1;
+        P.workers[i].runs_script = i < P.cfg.worker_threads;
+        pthread_mutex_lock(&P.mu);
         if (pthread_create(&P.workers[i].tid, &attr, worker_main, &P.workers[i]) != 0) {
             snprintf(err, sizeof err, "could not create PHP thread %d: %s", i, strerror(errno));
             rc = -1;
+        } else {
+            P.running++;
         }
+        pthread_mutex_unlock(&P.mu);
     }
     pthread_attr_destroy(&attr);
 
@@ -499,7 +752,13 @@ static void *main_thread(void *arg) {
     pthread_mutex_unlock(&P.mu);
     if (rc != 0) return NULL;
 
-    for (int i = 0; i < P.cfg.threads; i++) pthread_join(P.workers[i].tid, NULL);
+    for (int i = 0; i < P.cfg.threads; i++) {
+        /* Stopping: no thread replaces itself any more, so the tid read now is final. */
+        pthread_mutex_lock(&P.mu);
+        pthread_t tid = P.workers[i].tid;
+        pthread_mutex_unlock(&P.mu);
+        pthread_join(tid, NULL);
+    }
     pg_php_shutdown();
     pthread_mutex_lock(&P.mu);
     P.stopped = true;
@@ -528,21 +787,45 @@ int pg_start(const pg_config *cfg, char *err, size_t errlen) {
 
     pthread_mutex_init(&P.mu, NULL);
     pthread_mutex_init(&P.ev_mu, NULL);
-    pthread_cond_init(&P.work_cv, NULL);
     pthread_cond_init(&P.life_cv, NULL);
     P.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (P.efd < 0) {
         snprintf(err, errlen, "eventfd: %s", strerror(errno));
         return -1;
     }
-    P.qcap = cfg->queue_capacity;
-    P.queue = calloc((size_t)P.qcap, sizeof(int));
+    if (cfg->worker_threads < 0 || cfg->worker_threads > cfg->threads ||
+        (cfg->worker_threads > 0 && !cfg->worker_script)) {
+        snprintf(err, errlen, "worker_threads must be from 0 to threads, with a worker_script");
+        return -1;
+    }
+    if (cfg->worker_threads > 0) {
+        P.worker_script = strdup(cfg->worker_script);
+        P.worker_vars = malloc(cfg->worker_vars_len + 1);
+        if (!P.worker_script || !P.worker_vars) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        if (cfg->worker_vars_len) memcpy(P.worker_vars, cfg->worker_vars, cfg->worker_vars_len);
+        P.worker_vars[cfg->worker_vars_len] = '\0';
+        P.cfg.worker_script = P.worker_script;
+        P.cfg.worker_vars = P.worker_vars;
+    } else {
+        P.cfg.worker_script = P.cfg.worker_vars = NULL;
+        P.cfg.worker_vars_len = 0;
+    }
+    bool queues_ok = true;
+    for (int i = 0; i < 2; i++) {
+        P.queues[i].cap = cfg->queue_capacity;
+        P.queues[i].ring = calloc((size_t)cfg->queue_capacity, sizeof(int));
+        pthread_cond_init(&P.queues[i].cv, NULL);
+        queues_ok = queues_ok && P.queues[i].ring;
+    }
     /* Running + queued + finished-but-not-yet-released requests each hold a slot. */
-    P.nslots = 2 * cfg->threads + cfg->queue_capacity + 64;
+    P.nslots = 2 * cfg->threads + 2 * cfg->queue_capacity + 64;
     if (P.nslots > HANDLE_INDEX_MASK) P.nslots = HANDLE_INDEX_MASK;
     P.slots = calloc((size_t)P.nslots, sizeof(pg_slot));
     P.workers = calloc((size_t)cfg->threads, sizeof(pg_worker));
-    if (!P.queue || !P.slots || !P.workers) {
+    if (!queues_ok || !P.slots || !P.workers) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -572,14 +855,15 @@ int pg_start(const pg_config *cfg, char *err, size_t errlen) {
     return rc;
 }
 
-void pg_stop(void) {
+void pg_stop(double grace_seconds) {
     pthread_mutex_lock(&P.mu);
     if (!P.started || P.stopping) {
         pthread_mutex_unlock(&P.mu);
         return;
     }
     P.stopping = true;
-    pthread_cond_broadcast(&P.work_cv);
+    pthread_cond_broadcast(&P.queues[0].cv);
+    pthread_cond_broadcast(&P.queues[1].cv);
     pthread_cond_broadcast(&P.life_cv);
     pthread_mutex_unlock(&P.mu);
     /* Wake requests blocked on a client that will never come back. */
@@ -592,5 +876,29 @@ void pg_stop(void) {
         }
         pthread_mutex_unlock(&s->mu);
     }
+    /* Scripts still running after the grace (a long sleep, a worker's clean-up that hangs)
+     * are interrupted as a timeout would: they end with a fatal error, then the thread. */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += (time_t)grace_seconds;
+    until.tv_nsec += (long)((grace_seconds - (double)(time_t)grace_seconds) * 1e9);
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&P.mu);
+    while (P.running > 0 && pthread_cond_timedwait(&P.life_cv, &P.mu, &until) != ETIMEDOUT) {}
+    if (P.running > 0) {
+        int n = 0;
+        for (int i = 0; i < P.cfg.threads; i++) {
+            if (P.workers[i].vm_interrupt) {
+                pg_php_interrupt(&P.workers[i]);
+                n++;
+            }
+        }
+        pg_log(4, "%d PHP threads still running %.1f s into the stop: interrupted", n,
+               grace_seconds);
+    }
+    pthread_mutex_unlock(&P.mu);
     pthread_join(P.main_tid, NULL);
 }

@@ -25,6 +25,19 @@ void pg_request_each_header(pg_header_visitor visit, void *ctx);
  * already ended. */
 bool pg_request_finish(void);
 
+/* Worker mode: gateway_handle_request() is these two around the handler's call. Begin
+ * blocks until a request is assigned to this thread, then binds it (superglobals, headers,
+ * output, php://input, uploads as classic mode gives them); end sends what is left of the
+ * response and unbinds it. */
+enum {
+    PG_WORKER_NOT_A_WORKER = -1, /* this thread runs no worker script */
+    PG_WORKER_BUSY = -2,         /* called again from inside a handler */
+    PG_WORKER_LEAVE = 0,         /* the server drains or the script must restart: stop looping */
+    PG_WORKER_REQUEST = 1,       /* a request is bound: run the handler */
+};
+int pg_worker_request_begin(void);
+void pg_worker_request_end(void);
+
 /* ---- implemented by ext/gateway_ext.c ------------------------------------------------- */
 
 /* The extension the SAPI registers as its additional module at startup. */

@@ -17,6 +17,7 @@
 #include "php_variables.h"
 #include "ext/standard/head.h"
 #include "main/php_output.h"
+#include "ext/session/php_session.h"
 #include "zend_atomic.h"
 
 #include "internal.h"
@@ -31,9 +32,17 @@ ZEND_TSRMLS_CACHE_DEFINE()
 
 static pg_slot *current_slot(void) { return (pg_slot *)SG(server_context); }
 
+/* This PHP thread's pool entry, and in worker mode the worker script's own context: a slot
+ * with no request (handle -1) that is current while the script boots and between requests,
+ * so its output is dropped and its log lines are the process's. */
+static __thread pg_worker *this_worker;
+static __thread pg_slot script_context;
+
+static bool is_script_context(const pg_slot *s) { return s->handle < 0; }
+
 static size_t pg_ub_write(const char *str, size_t len) {
     pg_slot *s = current_slot();
-    if (!s || len == 0) return len;
+    if (!s || len == 0 || is_script_context(s)) return len;
     if (s->finished) return len; /* after fastcgi_finish_request: discarded, as php-fpm does */
     if (!pg_slot_reserve_output(s, len)) {
         php_handle_aborted_connection(); /* bails out unless ignore_user_abort */
@@ -56,7 +65,7 @@ static void pg_flush(void *server_context) {
 
 static int pg_send_headers(sapi_headers_struct *headers) {
     pg_slot *s = current_slot();
-    if (!s) return SAPI_HEADER_SENT_SUCCESSFULLY;
+    if (!s || is_script_context(s)) return SAPI_HEADER_SENT_SUCCESSFULLY;
     size_t total = 0;
     zend_llist_position pos;
     for (sapi_header_struct *h = zend_llist_get_first_ex(&headers->headers, &pos); h;
@@ -83,7 +92,7 @@ static int pg_send_headers(sapi_headers_struct *headers) {
 
 static size_t pg_read_post(char *buf, size_t count) {
     pg_slot *s = current_slot();
-    return s ? pg_slot_read_body(s, buf, count) : 0;
+    return s && !is_script_context(s) ? pg_slot_read_body(s, buf, count) : 0;
 }
 
 static char *pg_read_cookies(void) {
@@ -200,6 +209,8 @@ static sapi_module_struct pg_sapi_module = {
 };
 
 static void kick_handler(int sig) { (void)sig; /* only interrupts blocking system calls */ }
+/* Without the handler, the signal's default action would end the process: never sent then. */
+static bool kick_installed;
 
 int pg_kick_signal(void) { return PG_KICK_SIGNAL; }
 
@@ -208,7 +219,11 @@ int pg_php_startup(const pg_config *cfg, char *err, size_t errlen) {
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = kick_handler; /* no SA_RESTART: sleep() and reads return EINTR */
     sigemptyset(&sa.sa_mask);
-    sigaction(PG_KICK_SIGNAL, &sa, NULL);
+    kick_installed = sigaction(PG_KICK_SIGNAL, &sa, NULL) == 0;
+    if (!kick_installed) {
+        pg_log(4, "no handler for signal %d (%s): a timed-out script blocked in a system call "
+               "waits for the call to return", PG_KICK_SIGNAL, strerror(errno));
+    }
 
     php_tsrm_startup_ex(cfg->threads + 1);
     ZEND_TSRMLS_CACHE_UPDATE();
@@ -229,6 +244,7 @@ int pg_php_startup(const pg_config *cfg, char *err, size_t errlen) {
 void pg_php_thread_begin(pg_worker *w) {
     (void)ts_resource(0);
     ZEND_TSRMLS_CACHE_UPDATE();
+    this_worker = w;
     w->vm_interrupt = &EG(vm_interrupt);
     w->timed_out = &EG(timed_out);
 }
@@ -236,11 +252,11 @@ void pg_php_thread_begin(pg_worker *w) {
 void pg_php_interrupt(pg_worker *w) {
     zend_atomic_bool_store((zend_atomic_bool *)w->timed_out, true);
     zend_atomic_bool_store((zend_atomic_bool *)w->vm_interrupt, true);
-    pthread_kill(w->tid, PG_KICK_SIGNAL);
+    if (kick_installed) pthread_kill(w->tid, PG_KICK_SIGNAL);
 }
 
-void pg_php_run(pg_slot *s) {
-    int flags = 0, exit_status = 0;
+/* Points SAPI at the request: PHP keeps these pointers (into the slot) until deactivation. */
+static void bind_request(pg_slot *s) {
     SG(server_context) = s;
     SG(request_info).request_method = s->method;
     SG(request_info).request_uri = (char *)s->request_uri;
@@ -249,6 +265,16 @@ void pg_php_run(pg_slot *s) {
     SG(request_info).content_type = s->content_type;
     SG(request_info).content_length = s->content_length >= 0 ? s->content_length : 0;
     SG(request_info).auth_user = SG(request_info).auth_password = SG(request_info).auth_digest = NULL;
+}
+
+static bool fatal_error_happened(void) {
+    return PG(last_error_message) && (PG(last_error_type) & (E_ERROR | E_CORE_ERROR | E_COMPILE_ERROR |
+                                                             E_USER_ERROR | E_PARSE | E_RECOVERABLE_ERROR));
+}
+
+bool pg_php_run(pg_worker *w, pg_slot *s) {
+    int flags = 0, exit_status = 0;
+    bind_request(s);
     SG(sapi_headers).http_response_code = 200; /* sapi_activate does not reset it */
 
     zend_first_try {
@@ -259,10 +285,7 @@ void pg_php_run(pg_slot *s) {
             php_execute_script(&fh);
             zend_destroy_file_handle(&fh);
             exit_status = EG(exit_status);
-            if (PG(last_error_message) && (PG(last_error_type) & (E_ERROR | E_CORE_ERROR | E_COMPILE_ERROR |
-                                                                  E_USER_ERROR | E_PARSE | E_RECOVERABLE_ERROR))) {
-                flags |= PG_DONE_FATAL;
-            }
+            if (fatal_error_happened()) flags |= PG_DONE_FATAL;
         } else {
             flags |= PG_DONE_BAILOUT;
         }
@@ -278,16 +301,251 @@ void pg_php_run(pg_slot *s) {
         flags |= PG_DONE_BAILOUT;
     } zend_end_try();
     SG(server_context) = NULL;
+    pg_finish_request(w, s, exit_status, flags);
+    /* A bailout outside the script leaves PHP's state unknown: FrankenPHP replaces the
+     * thread then, and so do we. */
+    return !(flags & PG_DONE_BAILOUT);
+}
 
-    pthread_mutex_lock(&s->mu);
-    if (s->interrupted) flags |= PG_DONE_TIMED_OUT;
-    if (s->cancelled && !s->interrupted) flags |= PG_DONE_CANCELLED;
-    s->state = SLOT_DONE;
-    s->worker = NULL;
-    pthread_mutex_unlock(&s->mu);
-    if (flags & PG_DONE_FATAL) pg_count_fatal();
-    pg_slot_finish(s);
-    pg_push_timed_event(s->handle, PG_EV_DONE, exit_status, flags, NULL, 0, s->started, pg_now());
+/* ---- worker mode: one script boots once and takes requests itself -------------------- */
+
+/* Modules whose request state must follow each worker request: filter keeps its own copy
+ * of the request's input for filter_input(). Session is reset by reset_session(). */
+static const char *const reloaded_modules[] = {"filter", NULL};
+
+static void reload_modules(bool startup) {
+    for (const char *const *name = reloaded_modules; *name; name++) {
+        zend_module_entry *m = zend_hash_str_find_ptr(&module_registry, *name, strlen(*name));
+        if (!m) continue;
+        if (startup && m->request_startup_func) m->request_startup_func(m->type, m->module_number);
+        if (!startup && m->request_shutdown_func) m->request_shutdown_func(m->type, m->module_number);
+    }
+}
+
+/* The session module's request state and $_SESSION, as FrankenPHP resets them: the data is
+ * written, the save handler the application registered at boot is kept. */
+static void reset_session(void) {
+    if (PS(session_status) == php_session_active) php_session_flush(1);
+    if (!Z_ISUNDEF(PS(http_session_vars))) {
+        zval_ptr_dtor(&PS(http_session_vars));
+        ZVAL_UNDEF(&PS(http_session_vars));
+    }
+    if (PS(mod_data) || PS(mod_user_implemented)) {
+        zend_try { PS(mod)->s_close(&PS(mod_data)); } zend_end_try();
+    }
+    if (PS(id)) {
+        zend_string_release_ex(PS(id), 0);
+        PS(id) = NULL;
+    }
+    if (PS(session_vars)) {
+        zend_string_release_ex(PS(session_vars), 0);
+        PS(session_vars) = NULL;
+    }
+    if (PS(session_started_filename)) {
+        zend_string_release(PS(session_started_filename));
+        PS(session_started_filename) = NULL;
+        PS(session_started_lineno) = 0;
+    }
+    PS(session_status) = php_session_none;
+    PS(in_save_handler) = 0;
+    PS(set_handler) = 0;
+    PS(mod_data) = NULL;
+    PS(mod_user_is_open) = 0;
+    PS(define_sid) = 1;
+}
+
+/* $_GET, $_POST, $_COOKIE, $_FILES and $_SERVER built again from the request now bound,
+ * $_REQUEST too when the script has it; $_SESSION removed; $_ENV kept (php_hash_environment
+ * is what request start-up would run). */
+static void reset_superglobals(void) {
+    zend_try {
+        zval *files = &PG(http_globals)[TRACK_VARS_FILES];
+        zval_ptr_dtor_nogc(files);
+        memset(files, 0, sizeof *files);
+        /* $_SESSION lives in the symbol table, not in http_globals. */
+        zend_hash_str_del(&EG(symbol_table), "_SESSION", sizeof("_SESSION") - 1);
+    } zend_end_try();
+    zend_string *env = ZSTR_KNOWN(ZEND_STR_AUTOGLOBAL_ENV);
+    zend_string *server = ZSTR_KNOWN(ZEND_STR_AUTOGLOBAL_SERVER);
+    zend_string *request = ZSTR_KNOWN(ZEND_STR_AUTOGLOBAL_REQUEST);
+    zend_auto_global *g;
+    ZEND_HASH_MAP_FOREACH_PTR(CG(auto_globals), g) {
+        if (g->name == env) continue;
+        if (g->name == server) {
+            g->armed = g->auto_global_callback(g->name);
+        } else if (g->jit) {
+            /* $GLOBALS is the script's own; $_REQUEST only if the script made it already */
+            if (g->name == request && zend_hash_exists(&EG(symbol_table), g->name)) {
+                g->armed = g->auto_global_callback(g->name);
+            }
+        } else if (g->auto_global_callback) {
+            g->armed = g->auto_global_callback(g->name);
+        } else {
+            g->armed = 0;
+        }
+    } ZEND_HASH_FOREACH_END();
+}
+
+/* php://input's copy of the last body and other unexposed temp streams are closed. */
+static void release_temp_streams(void) {
+    int stream_type = php_file_le_stream();
+    zend_resource *r;
+    ZEND_HASH_FOREACH_PTR(&EG(regular_list), r) {
+        if (r->type != stream_type) continue;
+        php_stream *stream = r->ptr;
+        if (stream && stream->ops == &php_stream_temp_ops && !stream->__exposed &&
+            GC_REFCOUNT(r) == 1) {
+            zend_list_delete(r);
+        }
+    } ZEND_HASH_FOREACH_END();
+}
+
+static void clear_last_error(void) {
+    if (PG(last_error_message)) {
+        zend_string_release(PG(last_error_message));
+        PG(last_error_message) = NULL;
+    }
+    if (PG(last_error_file)) {
+        zend_string_release(PG(last_error_file));
+        PG(last_error_file) = NULL;
+    }
+}
+
+/* Ends the bound context (a request, or the script's own): output buffers flushed and
+ * closed, headers sent, uploaded files removed, module request state dropped; the steps of
+ * php_request_shutdown that do not touch the script's own state. */
+static void end_context(void) {
+    zend_try { php_output_end_all(); } zend_end_try();
+    reload_modules(false);
+    reset_session();
+    zend_try { php_output_deactivate(); } zend_end_try();
+    SG(post_read) = 1; /* an unread body stays unread, as in classic mode */
+    zend_try { sapi_deactivate(); } zend_end_try();
+    zend_set_memory_limit(PG(memory_limit));
+}
+
+/* Starts the bound context; a request also gets fresh superglobals and output buffering. */
+static bool begin_context(bool request) {
+    bool ok = true;
+    SG(sapi_headers).http_response_code = 200;
+    zend_try {
+        release_temp_streams();
+        php_output_activate();
+        PG(header_is_being_sent) = 0;
+        PG(connection_status) = PHP_CONNECTION_NORMAL;
+        sapi_activate();
+        if (request) {
+            if (PG(expose_php)) {
+                sapi_add_header(SAPI_PHP_VERSION_HEADER, sizeof(SAPI_PHP_VERSION_HEADER) - 1, 1);
+            }
+            if (PG(output_handler) && PG(output_handler)[0]) {
+                zval oh;
+                ZVAL_STRING(&oh, PG(output_handler));
+                php_output_start_user(&oh, 0, PHP_OUTPUT_HANDLER_STDFLAGS);
+                zval_ptr_dtor(&oh);
+            } else if (PG(output_buffering)) {
+                php_output_start_user(NULL, PG(output_buffering) > 1 ? PG(output_buffering) : 0,
+                                      PHP_OUTPUT_HANDLER_STDFLAGS);
+            } else if (PG(implicit_flush)) {
+                php_output_set_implicit_flush(1);
+            }
+            reset_superglobals();
+        }
+        reload_modules(true);
+    } zend_catch {
+        ok = false;
+    } zend_end_try();
+    SG(sapi_started) = 1;
+    return ok;
+}
+
+int pg_worker_request_begin(void) {
+    pg_worker *w = this_worker;
+    if (!w || !w->runs_script) return PG_WORKER_NOT_A_WORKER;
+    if (current_slot() != &script_context) return PG_WORKER_BUSY;
+    if (!w->in_loop) {
+        w->in_loop = true;
+        pg_worker_booted(w);
+    }
+    zend_unset_timeout(); /* waiting for a request is not running */
+    pg_slot *s = pg_take_request(w);
+    if (!s) return PG_WORKER_LEAVE;
+    end_context(); /* the script's own output and headers go nowhere */
+    w->current = s;
+    bind_request(s);
+    clear_last_error();
+    EG(exit_status) = 0;
+    zend_atomic_bool_store_ex(&EG(timed_out), false); /* an interrupt meant for the last one */
+    if (!begin_context(true)) zend_bailout(); /* the script ends; its runner answers 500 */
+    zend_set_timeout(zend_ini_long("max_execution_time", sizeof("max_execution_time") - 1, 0), 0);
+    return PG_WORKER_REQUEST;
+}
+
+void pg_worker_request_end(void) {
+    pg_worker *w = this_worker;
+    pg_slot *s = w ? w->current : NULL;
+    if (!s) return;
+    int flags = fatal_error_happened() ? PG_DONE_FATAL : 0;
+    int exit_status = EG(exit_status);
+    end_context();
+    clear_last_error();
+    w->current = NULL;
+    bind_request(&script_context);
+    pg_finish_request(w, s, exit_status, flags);
+    begin_context(false);
+}
+
+pg_script_end pg_php_run_worker(pg_worker *w) {
+    const pg_config *c = pg_pool_config();
+    pg_script_end end = {.healthy = true};
+    pg_slot *boot = &script_context;
+    boot->handle = -1;
+    boot->script_filename = c->worker_script;
+    boot->vars = c->worker_vars;
+    boot->vars_len = c->worker_vars_len;
+    boot->proto_num = 1001;
+    boot->request_time = (double)time(NULL);
+    boot->in_eof = true;
+    w->current = NULL;
+    w->in_loop = false;
+    bind_request(boot);
+    SG(request_info).request_method = NULL; /* no request: as the CLI runs a script */
+    SG(sapi_headers).http_response_code = 200;
+    EG(exit_status) = 0;
+
+    zend_first_try {
+        if (php_request_startup() == SUCCESS) {
+            /* A client that leaves must not end the script with its request. */
+            PG(ignore_user_abort) = 1;
+            zend_file_handle fh;
+            zend_stream_init_filename(&fh, c->worker_script);
+            fh.primary_script = 1;
+            php_execute_script(&fh);
+            zend_destroy_file_handle(&fh);
+        } else {
+            end.healthy = false;
+        }
+    } zend_catch {
+        end.healthy = false;
+    } zend_end_try();
+
+    /* A request still bound was cut short (fatal error, exit() or a timeout in its
+     * handler): the shutdown below sends it what PHP made of it (500 for a fatal). */
+    pg_slot *s = w->current;
+    int flags = fatal_error_happened() ? PG_DONE_FATAL : 0;
+    int exit_status = EG(exit_status);
+    SG(post_read) = 1;
+    zend_try {
+        php_request_shutdown(NULL);
+    } zend_catch {
+        end.healthy = false;
+    } zend_end_try();
+    SG(server_context) = NULL;
+    w->current = NULL;
+    if (s) pg_finish_request(w, s, exit_status, flags | (end.healthy ? 0 : PG_DONE_BAILOUT));
+    end.reached_loop = w->in_loop;
+    end.crashed = s || (flags & PG_DONE_FATAL) || exit_status != 0 || !end.healthy;
+    return end;
 }
 
 void pg_php_thread_end(void) { ts_free_thread(); }

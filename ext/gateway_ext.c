@@ -5,6 +5,7 @@
 #include "ext/standard/info.h"
 
 #include "../bridge/request_api.h"
+#include "worker.h"
 
 ZEND_TSRMLS_CACHE_EXTERN()
 
@@ -36,6 +37,7 @@ static const zend_function_entry gateway_functions[] = {
     ZEND_FE(fastcgi_finish_request, arginfo_fastcgi_finish_request)
     ZEND_FE(getallheaders, arginfo_getallheaders)
     ZEND_RAW_FENTRY("apache_request_headers", zif_getallheaders, arginfo_getallheaders, 0, NULL, NULL)
+    PG_WORKER_FUNCTIONS
     ZEND_FE_END
 };
 

@@ -12,7 +12,8 @@ import pytest
 
 PHP_DIR = Path(__file__).parent / "php"
 REPO = Path(__file__).resolve().parents[1]
-POOL_THREADS = 4
+POOL_THREADS = 4  # classic threads
+WORKER_THREADS = 1  # threads running tests/php/worker.php, for worker-mode requests
 POOL_QUEUE = 8
 
 
@@ -35,15 +36,20 @@ class PhpResult:
 
 @pytest.fixture(scope="session")
 def php_pool() -> Iterator[object]:
+    from gateway.php.cgi import Script, worker_script_vars
     from gateway.php.pool import PhpPool, PoolOptions
 
+    worker = PHP_DIR / "worker.php"
     pool = PhpPool(
         PoolOptions(
-            threads=POOL_THREADS,
+            threads=POOL_THREADS + WORKER_THREADS,
             queue_capacity=POOL_QUEUE,
             ini_path=REPO / "gateway" / "php" / "php.ini",
             ini_set=(("upload_tmp_dir", "/tmp"), ("max_execution_time", "30")),
             response_buffer_bytes=64 * 1024,
+            worker_script=worker,
+            worker_threads=WORKER_THREADS,
+            worker_vars=worker_script_vars(Script(str(worker), "/worker.php"), str(PHP_DIR)),
         )
     )
     pool.start()
@@ -62,6 +68,7 @@ def php_request(
     http_version: str = "1.1",
     tls: bool = False,
     has_body: bool = True,
+    worker: bool = False,
 ) -> object:
     from gateway.php.cgi import Script, build_request
 
@@ -71,7 +78,8 @@ def php_request(
         target=target.encode(),
         http_version=http_version,
         headers=[(b"host", b"example.test:8080"), *(headers or [])],
-        script=Script(filename=str(PHP_DIR / script), name=f"/{script}", path_info=path_info),
+        script=Script(filename=str(PHP_DIR / script), name=f"/{script}", path_info=path_info,
+                      worker=worker),
         document_root=str(PHP_DIR),
         client=("127.0.0.1", 54321),
         server=("127.0.0.1", 8080),

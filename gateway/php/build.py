@@ -16,7 +16,8 @@ from cffi import FFI
 
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
-SOURCES = [ROOT / "bridge" / "pool.c", ROOT / "bridge" / "sapi.c", ROOT / "ext" / "gateway_ext.c"]
+SOURCES = [ROOT / "bridge" / "pool.c", ROOT / "bridge" / "sapi.c", ROOT / "ext" / "gateway_ext.c",
+           ROOT / "ext" / "worker.c"]
 BRIDGE_H = ROOT / "bridge" / "bridge.h"
 # bridge.h marks the part of it that cffi reads (cffi cannot run the preprocessor).
 CDEF_BEGIN = "/* ---- cffi declarations begin ---- */"

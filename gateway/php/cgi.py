@@ -28,6 +28,22 @@ class Script:
     filename: str  # absolute path: SCRIPT_FILENAME
     name: str  # URL path of the script: SCRIPT_NAME
     path_info: str = ""  # URL path after the script name: PATH_INFO
+    worker: bool = False  # answered by the worker script (WORKER_SCRIPT), already running
+
+
+# FrankenPHP's marker: Symfony Runtime and Laravel Octane look for it to pick their worker loop
+WORKER_MARKER = (b"FRANKENPHP_WORKER", b"1")
+
+
+def worker_script_vars(script: Script, document_root: str) -> bytes:
+    """$_SERVER of a worker script while it boots (and between requests): where it is, as a
+    request to it would say, so `require $_SERVER['SCRIPT_FILENAME']` (Symfony Runtime's
+    autoload_runtime.php) finds the application; the environment comes first, as always."""
+    fields = [b"SCRIPT_FILENAME", script.filename.encode(), b"SCRIPT_NAME", script.name.encode(),
+              b"PHP_SELF", script.name.encode(), b"DOCUMENT_ROOT", document_root.encode(),
+              b"GATEWAY_INTERFACE", b"CGI/1.1", b"SERVER_SOFTWARE", SERVER_SOFTWARE,
+              *WORKER_MARKER]
+    return b"\0".join(fields) + b"\0"
 
 
 def host_and_port(host: bytes, default_port: int) -> tuple[bytes, bytes]:
@@ -113,6 +129,8 @@ def build_request(
     if path_info:
         parts += (b"PATH_TRANSLATED", root + path_info)
     parts += (b"PHP_SELF", script_name + path_info)
+    if script.worker:
+        parts += WORKER_MARKER
     if extra_vars:
         for name, value in extra_vars:
             parts += (name, value)
@@ -128,4 +146,5 @@ def build_request(
         request_time=request_time,
         proto_num=proto_num,
         body_complete=not has_body or content_length == 0,
+        worker=script.worker,
     )

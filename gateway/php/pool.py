@@ -52,6 +52,10 @@ class PoolStopped(Exception):
     """The pool is not running (not started yet, or draining)."""
 
 
+class Unavailable(Exception):
+    """No thread can take this kind of request: every worker script fails to boot."""
+
+
 @dataclass(frozen=True, slots=True)
 class PoolOptions:
     threads: int = 4
@@ -61,6 +65,12 @@ class PoolOptions:
     body_buffer_bytes: int = 256 * 1024
     response_buffer_bytes: int = 256 * 1024
     thread_stack_bytes: int = 16 * 1024 * 1024
+    # worker mode: the first worker_threads threads run worker_script (gateway_handle_request)
+    worker_script: Path | None = None
+    worker_threads: int = 0
+    worker_vars: bytes = b""  # the script's $_SERVER before its first request (name \0 value \0)
+    worker_max_requests: int = 0  # WORKER_MAX_REQUESTS: restart the script after N; 0 = never
+    max_requests: int = 0  # PHP_MAX_REQUESTS: replace a thread after N requests; 0 = never
 
 
 @dataclass(slots=True)
@@ -79,6 +89,7 @@ class PhpRequest:
     proto_num: int = 1001
     body_complete: bool = False  # no body bytes will follow (GET, or Content-Length: 0)
     body: bytes = b""  # body bytes already received, handed over with the request
+    worker: bool = False  # for the worker script (gateway_handle_request), not script_filename
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,7 @@ class Outcome:
     cancelled: bool
     timed_out: bool
     bailout: bool
+    unavailable: bool = False  # no worker script booted to take it
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +113,10 @@ class PoolStats:
     rejected: int
     timeouts: int  # ended by REQUEST_TIMEOUT (504, or cut once the response started)
     sse_streams: int  # text/event-stream responses open now
+    workers_failing: int = 0  # worker threads whose script keeps failing before a request
+    worker_restarts: int = 0  # worker scripts started again (crash, WORKER_MAX_REQUESTS)
+    thread_restarts: int = 0  # threads replaced (bailout, PHP_MAX_REQUESTS)
+    logs_dropped: int = 0  # PHP log lines dropped while the loop fell behind
 
 
 @dataclass(eq=False, slots=True)
@@ -270,6 +286,7 @@ class PhpCall:
             cancelled=bool(flags & lib.PG_DONE_CANCELLED),
             timed_out=bool(flags & lib.PG_DONE_TIMED_OUT),
             bailout=bool(flags & lib.PG_DONE_BAILOUT),
+            unavailable=bool(flags & lib.PG_DONE_UNAVAILABLE),
         )
         self._finished = True
         self._wake(self._head, False)
@@ -306,6 +323,11 @@ class PhpPool:
         keep = [ffi.new("char[]", ini_entries.encode())]
         if opts.ini_path is not None:
             keep.append(ffi.new("char[]", str(opts.ini_path).encode()))
+        worker_script = worker_vars = ffi.NULL
+        if opts.worker_script is not None and opts.worker_threads:
+            worker_script = ffi.new("char[]", str(opts.worker_script).encode())
+            worker_vars = ffi.new("char[]", opts.worker_vars)
+            keep += [worker_script, worker_vars]
         cfg = ffi.new(
             "pg_config *",
             {
@@ -316,6 +338,12 @@ class PhpPool:
                 "body_buffer_bytes": opts.body_buffer_bytes,
                 "response_buffer_bytes": opts.response_buffer_bytes,
                 "thread_stack_bytes": opts.thread_stack_bytes,
+                "worker_script": worker_script,
+                "worker_vars": worker_vars,
+                "worker_vars_len": len(opts.worker_vars) if worker_vars != ffi.NULL else 0,
+                "worker_threads": opts.worker_threads if worker_script != ffi.NULL else 0,
+                "worker_max_requests": opts.worker_max_requests,
+                "max_requests": opts.max_requests,
             },
         )
         err = ffi.new("char[]", 512)
@@ -348,8 +376,9 @@ class PhpPool:
                 call._expire()
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
 
-    def stop(self) -> None:
-        """Waits for running requests to end, then shuts PHP down."""
+    def stop(self, grace: float = 1.0) -> None:
+        """Lets running scripts end (worker scripts leave their loops), interrupts those
+        still running `grace` seconds later, then shuts PHP down."""
         if not self.started:
             return
         self.started = False
@@ -357,14 +386,15 @@ class PhpPool:
             self._sweeper.cancel()
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
-        binding.lib.pg_stop()
+        binding.lib.pg_stop(grace)
         self._drain()
 
     def stats(self) -> PoolStats:
         s = binding.ffi.new("pg_stats *")
         binding.lib.pg_get_stats(s)
         return PoolStats(s.threads, s.threads_alive, s.busy, s.queued, s.requests, s.fatals,
-                         s.rejected, self.timeouts, self.sse_streams)
+                         s.rejected, self.timeouts, self.sse_streams, s.workers_failing,
+                         s.worker_restarts, s.thread_restarts, s.logs_dropped)
 
     def threads(self) -> list[tuple[PhpCall | None, float]]:
         """Each PHP thread's request (None: idle) and when it took it (time.monotonic())."""
@@ -416,9 +446,12 @@ class PhpPool:
             req.body or null,
             len(req.body),
             1 if req.body_complete else 0,
+            1 if req.worker else 0,
         )
         if handle == lib.PG_OVERLOADED:
             raise Overloaded("PHP threads busy and the queue is full")
+        if handle == lib.PG_UNAVAILABLE:
+            raise Unavailable("no worker script is running")
         if handle < 0:
             raise PoolStopped("the PHP pool is not running")
         call = PhpCall(handle, self, loop)
