@@ -331,9 +331,9 @@ class WorkerMetrics:
             s = pool.stats()
             for name, value in (("php_threads", s.threads), ("php_threads_alive", s.threads_alive),
                                 ("php_threads_busy", s.busy), ("php_queue_depth", s.queued),
-                                ("php_requests", s.requests), ("php_fatal_errors", s.fatals),
-                                ("php_rejected", s.rejected)):
+                                ("php_requests", s.requests), ("php_rejected", s.rejected)):
                 snap.add(name, value)
+        snap.add("php_fatal_errors", pool.fatals)
         snap.add("php_timeouts", pool.timeouts)
         snap.add("sse_streams", pool.sse_streams)
         snap.add_histogram("php_queue_wait_seconds", pool.wait_seconds)

@@ -40,6 +40,7 @@ _PHP_TIMEOUT = "PHP Fatal error:  Maximum execution time of"
 _POLL_BATCH = 256
 # a fatal or a timeout was logged already: its exit status 255 says nothing more
 _LOGGED_ENDS = binding.lib.PG_DONE_FATAL | binding.lib.PG_DONE_TIMED_OUT
+_FATAL, _FATAL_OR_TIMEOUT = binding.lib.PG_DONE_FATAL, _LOGGED_ENDS
 # Request deadlines are checked this often: one timer for the pool, none per request.
 SWEEP_INTERVAL = 0.25
 
@@ -309,6 +310,7 @@ class PhpPool:
         # kept here (one pool per process) for the metrics; counted by the PHP stage
         self.timeouts = 0
         self.sse_streams = 0
+        self.fatals = 0  # PHP fatal errors, not counting those a REQUEST_TIMEOUT interrupt made
         self.php_errors: deque[dict[str, Any]] = deque(maxlen=20)  # the last, for /status
         self.wait_seconds = Histogram(QUEUE_BUCKETS)  # submitted -> a thread took it
         self.run_seconds = Histogram(LATENCY_BUCKETS)  # taken -> done
@@ -508,6 +510,8 @@ class PhpPool:
                         # exit(N): php-fpm keeps the HTTP status too, but says so
                         log.warning("script exited with a non-zero status", exit_status=ev.code,
                                     **_request_fields(call))
+                    if ev.flags & _FATAL_OR_TIMEOUT == _FATAL:
+                        self.fatals += 1
                     if ev.started:
                         if call is not None:
                             self.wait_seconds.observe(max(0.0, ev.started - call.submitted))
