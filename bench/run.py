@@ -187,9 +187,10 @@ def smoke(server: Server, ws: list[Workload], ca: Path) -> dict[tuple[str, str],
             for proto in PROTOCOLS:
                 url = server.endpoints.url(proto == "h2", w.path)
                 body = w.post_body.read_bytes() if w.post_body else None
+                # as wrk and h2load: no Accept-Encoding unless the workload names one
+                headers = {"Accept-Encoding": "identity", **dict(w.headers)}
                 try:
-                    r = c.request("POST" if body else "GET", url, headers=dict(w.headers),
-                                  content=body)
+                    r = c.request("POST" if body else "GET", url, headers=headers, content=body)
                 except httpx.HTTPError as e:
                     bad[(w.key, proto)] = f"{type(e).__name__}: {e}"
                     continue
