@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages php-gateway's tests and tools use, only those missing.
-# Usage: scripts/install-system-deps.sh [runtime|test|bench]   (default: test)
+# Usage: scripts/install-system-deps.sh [runtime|build|test|bench]   (default: test)
+# runtime: what the Docker image runs on; build: Python headers + venv (the image's build stage)
 set -euo pipefail
 profile=${1:-test}
-runtime=(ca-certificates libxml2 libsqlite3-0 libssl3 libcurl4 libonig5 libpng16-16
+runtime=(ca-certificates python3 libxml2 libsqlite3-0 libssl3 libcurl4 libonig5 libpng16-16
          libjpeg62-turbo libwebp7 libfreetype6 libicu72 libzip4 libsodium23 libpq5 libargon2-1)
 # chromium: the /status page's screenshot test; prometheus: promtool checks deploy/'s config
 test_tools=(curl nghttp2-client ngtcp2-client wrk chromium prometheus)
@@ -11,9 +12,10 @@ bench_tools=(nginx-light libnginx-mod-http-brotli-filter php8.2-fpm mariadb-serv
              linux-perf)
 case "$profile" in
   runtime) want=("${runtime[@]}") ;;
+  build) want=(python3) ;;
   test) want=("${runtime[@]}" "${test_tools[@]}") ;;
   bench) want=("${runtime[@]}" "${test_tools[@]}" "${bench_tools[@]}") ;;
-  *) echo "install-system-deps: unknown profile '$profile' (runtime|test|bench)" >&2; exit 2 ;;
+  *) echo "install-system-deps: unknown profile '$profile' (runtime|build|test|bench)" >&2; exit 2 ;;
 esac
 # The Makefile's `python3 -m venv` needs ensurepip; Debian's own python3 gets it from python3-venv.
 if [ "$profile" != runtime ] && ! python3 -c 'import ensurepip' 2>/dev/null; then
