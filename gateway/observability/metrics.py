@@ -320,10 +320,10 @@ class WorkerMetrics:
             snap.add("requests", n, method=method, code=str(status), protocol=protocol)
         for (protocol, kind), hist in req.durations.items():
             snap.add_histogram("request_duration_seconds", hist, protocol=protocol, kind=kind)
-        for protocol, n in req.bytes_in.items():
-            snap.add("request_body_bytes", n, protocol=protocol)
-        for protocol, n in req.bytes_out.items():
-            snap.add("response_body_bytes", n, protocol=protocol)
+        # a series from the first request of a protocol on, zero until bytes come
+        for protocol in {p for _, _, p in req.requests}:
+            snap.add("request_body_bytes", req.bytes_in.get(protocol, 0), protocol=protocol)
+            snap.add("response_body_bytes", req.bytes_out.get(protocol, 0), protocol=protocol)
         snap.add("rate_limited", req.rate_limited)
         self._add_servers(snap)
         pool = self.pool

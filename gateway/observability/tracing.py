@@ -16,7 +16,7 @@ no API call is made at all: the ids are made here, which is all a no-op tracer w
 
 from __future__ import annotations
 
-import random
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,6 @@ _HEX = frozenset(b"0123456789abcdef")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 _MAX_REQUEST_ID = 200
-_rand = random.SystemRandom()  # ids must not be predictable from each other
 
 
 def parse_traceparent(value: bytes) -> tuple[str, str, str] | None:
@@ -60,12 +59,14 @@ def valid_request_id(value: bytes) -> bool:
     return 0 < len(value) <= _MAX_REQUEST_ID and all(0x21 <= c <= 0x7E for c in value)
 
 
-def new_trace_id() -> str:
-    return f"{_rand.getrandbits(128) or 1:032x}"
-
-
-def new_span_id() -> str:
-    return f"{_rand.getrandbits(64) or 1:016x}"
+def new_ids() -> tuple[str, str, str]:
+    """A trace id, a span id and a request id, from one read of the kernel's random source
+    (one call per request: three cost three times as much)."""
+    hex_ = os.urandom(40).hex()
+    trace, span = hex_[:32], hex_[32:48]
+    if trace == _ZERO_TRACE or span == _ZERO_SPAN:  # invalid ids (2^-64): draw again
+        return new_ids()
+    return trace, span, hex_[48:]
 
 
 # time.monotonic() -> epoch nanoseconds, for spans timed by the PHP bridge's clock
@@ -98,16 +99,15 @@ class Tracing:
                 request_id = value
         # two traceparent fields make it invalid: there can be only one parent
         parent = parse_traceparent(traceparent) if traceparents == 1 else None
-        rid = request_id.decode("ascii") if valid_request_id(request_id) else new_trace_id()
+        trace, span, new_rid = new_ids()
+        rid = request_id.decode("ascii") if valid_request_id(request_id) else new_rid
         target = request.target.decode("latin-1")
         method = request.method.decode("latin-1")
         if self.tracer is None:
             if parent is not None:
-                return RequestRecord(started, method, target, rid, parent[0], new_span_id(),
-                                     parent[2])
+                return RequestRecord(started, method, target, rid, parent[0], span, parent[2])
             # not sampled: nothing of this trace is recorded here
-            return RequestRecord(started, method, target, rid, new_trace_id(), new_span_id(),
-                                 "00")
+            return RequestRecord(started, method, target, rid, trace, span, "00")
         tracestate = b",".join(states) if parent is not None else b""
         return self._start_span(request, client, server, tls, started, parent, tracestate,
                                 target, rid)

@@ -337,3 +337,25 @@ def test_metrics_needs_the_internal_server() -> None:
                           "on"], capture_output=True, text=True, cwd=Path(__file__).parents[2])
     assert out.returncode == 2
     assert "--metrics / METRICS: needs INTERNAL_ADDR" in out.stderr
+
+
+# ---------------------------------------------------------------- point 9: the dashboard
+
+
+def test_every_metric_the_dashboard_and_alerts_query_is_served(obs: Server,
+                                                                certs: dict[str, str]) -> None:
+    import yaml
+
+    deploy = Path(__file__).resolve().parents[2] / "deploy"
+    dashboard = json.loads((deploy / "grafana" / "dashboards" / "php-gateway.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    for group in yaml.safe_load((deploy / "prometheus" / "alerts.yml").read_text())["groups"]:
+        exprs += [rule["expr"] for rule in group["rules"]]
+    queried = {m for e in exprs for m in re.findall(r"\bphp_gateway_\w+", e)}
+    assert len(queried) >= 15
+    run_on("h2", obs, certs, [("GET", "/hello.php", [], None), ("GET", "/static.txt", [], None)])
+    settle()
+    assert obs.internal_port is not None
+    samples, _ = scrape(obs.internal_port)
+    served = {name for name, _ in samples}
+    assert queried <= served, queried - served
