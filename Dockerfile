@@ -26,12 +26,13 @@ RUN scripts/build-php.sh | tail -n 1 > /opt/php-gateway/prefix \
  && test -f "$(cat /opt/php-gateway/prefix)/lib/libphp.so"
 
 # The same steps as `make bridge`, without its dev extras and test tools (not wanted at run
+# time) but with the otel extra (OTEL_TRACES_EXPORTER=otlp needs the SDK and exporter);
 # time); pip and setuptools leave the venv once it is built (the editable install's finder
 # needs neither).
 COPY . .
 RUN scripts/install-system-deps.sh build \
  && python3 -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -e . \
+ && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -e '.[otel]' \
  && PHP_PREFIX="$(cat /opt/php-gateway/prefix)" /opt/venv/bin/python -m gateway.php.build \
  && /opt/venv/bin/python -m gateway.pipeline.rate_table_build \
  && /opt/venv/bin/python -m compileall -q gateway \
