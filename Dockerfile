@@ -27,7 +27,7 @@ RUN scripts/build-php.sh | tail -n 1 > /opt/php-gateway/prefix \
 
 # The same steps as `make bridge`, without its dev extras and test tools (not wanted at run
 # time) but with the otel extra (OTEL_TRACES_EXPORTER=otlp needs the SDK and exporter);
-# time); pip and setuptools leave the venv once it is built (the editable install's finder
+# pip and setuptools leave the venv once it is built (the editable install's finder
 # needs neither).
 COPY . .
 RUN scripts/install-system-deps.sh build \
