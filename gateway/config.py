@@ -419,6 +419,21 @@ OPTIONS: tuple[Option, ...] = (
            "inside-root: a path whose symlinks resolve outside DOCUMENT_ROOT is 403. Either "
            "way a symlink never exposes a dotfile or PHP source as a static file.",
            "nginx `disable_symlinks`"),
+    Option("WORKER_SCRIPT", "worker_script", "", _optional_file,
+           "Worker mode: each PHP thread runs this script once; it boots the application and "
+           "loops on gateway_handle_request() (FrankenPHP's frankenphp_handle_request() works "
+           "too), which hands it one request at a time. Every request that would run PHP goes "
+           "to it (front-controller routing; INDEX_FILE, index.php by default, is the URL name "
+           "of the entry point); static files are still served directly. Empty: classic mode. "
+           "See docs/worker-mode.md.", "FrankenPHP `worker`", default_doc="empty (classic)"),
+    Option("WORKER_MAX_REQUESTS", "worker_max_requests", "0", _integer(0),
+           "Start a thread's worker script again after it served this many requests (a guard "
+           "against an application that leaks); 0 = never. Needs WORKER_SCRIPT.",
+           "Laravel Octane `--max-requests`; FrankenPHP's MAX_REQUESTS worker loop"),
+    Option("PHP_MAX_REQUESTS", "php_max_requests", "0", _integer(0),
+           "Replace a PHP thread after it served this many requests: a new thread with fresh "
+           "PHP memory and persistent resources (in worker mode its script boots again on the "
+           "new thread); 0 = never.", "php-fpm `pm.max_requests`; FrankenPHP `max_requests`"),
     Option("SERVER_NAME", "server_name", "", _server_name,
            "Host name PHP sees as $_SERVER['SERVER_NAME'] (a host name or IP, no port). Empty: "
            "the request's Host (:authority on HTTP/2 and HTTP/3) without its port, which is "
@@ -648,6 +663,9 @@ class Config:
     index_file: str | None  # None = traditional mode
     routing: str  # resolved: traditional | front-controller | try-files | spa
     symlinks: str  # "follow" | "inside-root"
+    worker_script: Path | None  # None = classic mode
+    worker_max_requests: int  # 0 = never
+    php_max_requests: int  # 0 = never
     server_name: str | None  # None: the request's Host
     internal_addr: HostPort | None
     error_pages_dir: Path | None
@@ -821,6 +839,7 @@ def _resolve_dependent(values: dict[str, Any]) -> None:
         values["rate_burst"] = values["rate_limit"]
     elif values["rate_limit"] == 0:
         raise ConfigError("RATE_BURST", "needs RATE_LIMIT > 0 (rate limiting is off)")
+    _resolve_worker(values)
     _resolve_routing(values)
     if values["metrics"] is None:
         values["metrics"] = values["internal_addr"] is not None
@@ -846,6 +865,28 @@ def _resolve_dependent(values: dict[str, Any]) -> None:
             raise ConfigError("INTERNAL_ADDR", f"must not use the same port as {name} ({addr})")
     if len(listeners) == 2 and _clash(listeners[0][1], listeners[1][1]):
         raise ConfigError("TLS_LISTEN_ADDR", "must not use the same port as LISTEN_ADDR")
+
+
+def _resolve_worker(values: dict[str, Any]) -> None:
+    """The worker script answers every request that would run PHP: front-controller routing,
+    its entry point named by INDEX_FILE, else by its own name when it sits in DOCUMENT_ROOT."""
+    script = values["worker_script"]
+    if script is None:
+        if values["worker_max_requests"]:
+            raise ConfigError("WORKER_MAX_REQUESTS", "needs WORKER_SCRIPT (no worker to restart)")
+        return
+    if values["routing"] not in (None, "front-controller"):
+        raise ConfigError("ROUTING", "must be auto or front-controller with WORKER_SCRIPT (the "
+                                     "worker answers every request that runs PHP)")
+    index = values["index_file"]
+    if index is not None and not index.endswith(".php"):
+        raise ConfigError("INDEX_FILE", "must be a PHP file name with WORKER_SCRIPT (the URL "
+                                        "name of the worker's entry point)")
+    if index is None:
+        in_root = script.resolve().parent == values["document_root"].resolve()
+        index = script.name if in_root and script.suffix == ".php" else "index.php"
+    values["index_file"] = index
+    values["routing"] = "front-controller"
 
 
 def _resolve_routing(values: dict[str, Any]) -> None:

@@ -69,21 +69,15 @@ async def serve(config: Config, index: int, sockets: dict[str, socket.socket],
     from gateway.observability.internal import InternalApp
     from gateway.observability.metrics import RequestMetrics, WorkerMetrics
     from gateway.observability.tracing import Tracing
-    from gateway.php.pool import PhpPool, PoolOptions
+    from gateway.php.pool import PhpPool
+    from gateway.php.pool_config import pool_options
     from gateway.pipeline.chain import build_app
     from gateway.pipeline.observe import observe
     from gateway.server.listen import start_listeners
     from gateway.server.quic import QuicServer
     from gateway.server.tcp import TCPServer
 
-    pool = PhpPool(
-        PoolOptions(
-            threads=config.php_workers_for(index),
-            queue_capacity=config.queue_capacity_for(index),
-            ini_path=config.php_ini,
-            ini_set=config.php_ini_set,
-        )
-    )
+    pool = PhpPool(pool_options(config, index))
     pool.start()
     provider = None
     tracer = None

@@ -356,6 +356,8 @@ class PhpPool:
         self.started = True
         # Start-up log lines (extension load warnings) are waiting already.
         self._drain()
+        with contextlib.suppress(RuntimeError):  # no loop yet: the first submit attaches
+            self._attach()  # worker scripts log while no request comes (a boot that fails)
 
     def _attach(self) -> asyncio.AbstractEventLoop:
         loop = asyncio.get_running_loop()

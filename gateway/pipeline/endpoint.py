@@ -46,7 +46,8 @@ class Endpoint:
             return
         route = self.router.resolve(ctx.request.target)
         if isinstance(route, PhpScript):
-            script = Script(route.script_filename, route.script_name, route.path_info)
+            script = Script(route.script_filename, route.script_name, route.path_info,
+                            route.worker)
             await self.php(ctx, script, route.document_root)
         elif isinstance(route, StaticFile):
             response = await self.static.prepare(ctx.request, route)

@@ -24,7 +24,7 @@ import structlog
 from gateway.observability.request_record import current_record
 from gateway.observability.tracing import end_php_span, start_php_span
 from gateway.php.cgi import Script, build_request
-from gateway.php.pool import Overloaded, PhpCall, PhpPool, PoolStopped
+from gateway.php.pool import Overloaded, PhpCall, PhpPool, PoolStopped, Unavailable
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.responses import respond
 from gateway.pipeline.spool import MemoryBudget, Spool
@@ -36,6 +36,11 @@ log = structlog.get_logger("gateway.php")
 # a complete body up to this size is sent as it is; a larger one goes through a spool, so
 # that a client that does not take it holds budgeted memory or a file, not the whole body
 SEND_AT_ONCE = 64 * 1024
+_REFUSALS = {
+    Overloaded: b"PHP workers are busy, retry shortly.\n",
+    PoolStopped: b"The server is shutting down.\n",
+    Unavailable: b"The application's worker script is failing to start.\n",
+}
 _DROP = frozenset({b"connection", b"transfer-encoding", b"keep-alive", b"upgrade", b"status"})
 
 
@@ -112,12 +117,10 @@ class PhpStage:
             php_req.body_complete = True
         try:
             call = self.pool.submit(php_req, self.options.request_timeout)
-        except (Overloaded, PoolStopped) as exc:
+        except (Overloaded, PoolStopped, Unavailable) as exc:
             if record is not None and record.php_span is not None:
                 end_php_span(record, False, False)  # PHP never saw it
-            await self._refuse(ctx, 503, b"PHP workers are busy, retry shortly.\n"
-                               if isinstance(exc, Overloaded)
-                               else b"The server is shutting down.\n")
+            await self._refuse(ctx, 503, _REFUSALS[type(exc)])
             return
 
         pump: asyncio.Task[None] | None = None
@@ -146,6 +149,9 @@ class PhpStage:
         head = await call.response()
         if head is None:
             outcome = await call.wait_done()
+            if outcome.unavailable:  # queued for a worker script that then failed to boot
+                await self._refuse(ctx, 503, _REFUSALS[Unavailable])
+                return
             log.error("script ended without a response", outcome=str(outcome))
             await self._refuse(ctx, 500, b"")
             return

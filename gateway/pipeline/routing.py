@@ -26,6 +26,9 @@ Rules, documented for users in docs/routing.md:
   is served; a directory gets its 301, then its index.php or index.html, else 403 (nginx's
   "directory index is forbidden"); everything else runs the front controller.
 * SPA mode (INDEX_FILE=index.html): as above, but the fallback serves that static file.
+* Worker mode (WORKER_SCRIPT): front-controller routing whose front controller is the running
+  worker script (SCRIPT_FILENAME), named /INDEX_FILE in the URL, whether or not a file of
+  that name exists in the root.
 * Directories named in `internal_dirs` (X_ACCEL_ROOT inside the root) are 404 to clients.
 
 Results are cached per raw path for `cache_ttl` seconds in a bounded LRU, because every
@@ -63,6 +66,7 @@ class PhpScript:
     script_name: str  # its URL path, e.g. /index.php (SCRIPT_NAME)
     path_info: str  # "" or the decoded rest after the script, e.g. /extra/path (PATH_INFO)
     document_root: str  # symlink-resolved root (DOCUMENT_ROOT, like nginx $realpath_root)
+    worker: bool = False  # answered by the worker script (WORKER_SCRIPT), already running
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +135,7 @@ class Router:
         mode: str | None = None,
         symlinks: str = "follow",
         internal_dirs: tuple[str, ...] = (),
+        worker_script: str | None = None,
         cache_size: int = 4096,
         cache_ttl: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
@@ -148,7 +153,10 @@ class Router:
         if (mode == "traditional") != (self.index_file is None) or \
                 (mode in ("front-controller", "try-files")) != self._front_is_php:
             raise ValueError(f"routing mode {mode!r} does not go with index file {index_file!r}")
+        if worker_script is not None and mode != "front-controller":
+            raise ValueError("a worker script goes with front-controller routing only")
         self.mode = mode
+        self.worker_script = worker_script
         self._confined = symlinks == "inside-root"
         self._internal = tuple(os.path.realpath(d) for d in internal_dirs)
         self._cache: OrderedDict[bytes, tuple[float, Route]] = OrderedDict()
@@ -160,8 +168,9 @@ class Router:
 
     @classmethod
     def from_config(cls, config: Config) -> Router:
+        worker = str(config.worker_script) if config.worker_script is not None else None
         return cls(config.document_root, config.index_file, mode=config.routing,
-                   symlinks=config.symlinks)
+                   symlinks=config.symlinks, worker_script=worker)
 
     def resolve(self, target: bytes | str) -> Route:
         """Route for a raw request-target (path plus optional ?query, not yet decoded)."""
@@ -300,7 +309,8 @@ class Router:
             front = self._fallback(root, now)
             path_info = _path_info(segments[1:], dir_request)
             if path_info and isinstance(front, PhpScript):
-                return PhpScript(front.script_filename, front.script_name, path_info, root)
+                return PhpScript(front.script_filename, front.script_name, path_info, root,
+                                 front.worker)
             return front
         if any(is_php_source(seg) for seg in segments):
             return NOT_FOUND
@@ -317,7 +327,10 @@ class Router:
         if expires > now:
             return front
         name = f"/{self.index_file}"
-        if not self._front_is_php:
+        if self.worker_script is not None:
+            # the worker is running already, wherever its file lies: nothing to find
+            front = PhpScript(self.worker_script, name, "", root, worker=True)
+        elif not self._front_is_php:
             front = self._static(root, name)
         else:
             # a missing front controller is a plain 404, like php-fpm's "Primary script unknown"

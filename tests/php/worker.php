@@ -117,3 +117,5 @@ $handler = static function () use ($boot, $bootServer, &$served): void {
 while (frankenphp_handle_request($handler)) {
     gc_collect_cycles();
 }
+// reached when gateway_handle_request() says to stop: a drain, or WORKER_MAX_REQUESTS
+error_log("worker loop left after $served requests");

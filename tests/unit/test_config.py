@@ -43,6 +43,8 @@ def files(tmp_path: Path) -> dict[str, Path]:
         "cert": tmp_path / "cert.pem",
         "key": tmp_path / "key.pem",
         "ini": tmp_path / "php.ini",
+        "worker": tmp_path / "root" / "app.php",  # a worker script inside the root
+        "outside": tmp_path / "worker.php",  # and one beside it
     }
     paths["root"].mkdir()
     paths["errors"].mkdir()
@@ -52,6 +54,8 @@ def files(tmp_path: Path) -> dict[str, Path]:
     paths["other_key"] = tmp_path / "other-key.pem"
     paths["other_key"].write_bytes(other_key)
     paths["ini"].write_text("x\n")
+    paths["worker"].write_text("<?php\n")
+    paths["outside"].write_text("<?php\n")
     return paths
 
 
@@ -76,6 +80,9 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("ROUTING", "try-files", "routing", "try-files"),
     ("ROUTING", "AUTO", "routing", "traditional"),
     ("SYMLINKS", "inside-root", "symlinks", "inside-root"),
+    ("WORKER_SCRIPT", "{worker}", "worker_script", "{worker}"),
+    ("WORKER_MAX_REQUESTS", "0", "worker_max_requests", 0),  # others need WORKER_SCRIPT: below
+    ("PHP_MAX_REQUESTS", "500", "php_max_requests", 500),
     ("SERVER_NAME", "www.example.com", "server_name", "www.example.com"),
     ("INTERNAL_ADDR", "127.0.0.1:9090", "internal_addr", HostPort("127.0.0.1", 9090)),
     ("ERROR_PAGES_DIR", "{errors}", "error_pages_dir", "{errors}"),
@@ -268,6 +275,10 @@ BAD: list[tuple[str, str, str]] = [
     ("INDEX_FILE", ".env", "file name"),
     ("ROUTING", "nginx", "auto, traditional, front-controller, try-files, spa"),
     ("SYMLINKS", "off", "follow, inside-root"),
+    ("WORKER_SCRIPT", "/nonexistent/worker.php", "does not exist"),
+    ("WORKER_MAX_REQUESTS", "-1", "non-negative integer"),
+    ("WORKER_MAX_REQUESTS", "100", "needs WORKER_SCRIPT"),
+    ("PHP_MAX_REQUESTS", "many", "non-negative integer"),
     ("SERVER_NAME", "a b", "host name"),
     ("SERVER_NAME", "example.com:80", "no port"),
     ("ERROR_PAGES_DIR", "/nonexistent/errors", "does not exist"),
@@ -366,6 +377,30 @@ def test_routing_mode_that_does_not_fit_index_file_is_refused(files: dict[str, P
     with pytest.raises(ConfigError) as info:
         load(files, env={"INDEX_FILE": index, "ROUTING": routing})
     assert info.value.option == "INDEX_FILE" and f"ROUTING={routing}" in str(info.value)
+
+
+@pytest.mark.parametrize(("script", "index", "index_file"), [
+    ("worker", "", "app.php"),  # in the root: named by its own name
+    ("outside", "", "index.php"),  # elsewhere: the usual entry point's name
+    ("outside", "app.php", "app.php"),
+])
+def test_worker_script_routes_every_php_request_to_it(files: dict[str, Path], script: str,
+                                                      index: str, index_file: str) -> None:
+    c = load(files, env={"WORKER_SCRIPT": str(files[script]), "INDEX_FILE": index,
+                         "WORKER_MAX_REQUESTS": "250"})
+    assert (c.routing, c.index_file, c.worker_max_requests) == (
+        "front-controller", index_file, 250)
+
+
+@pytest.mark.parametrize(("env", "value", "refused"), [
+    ("ROUTING", "try-files", "ROUTING"), ("ROUTING", "traditional", "ROUTING"),
+    ("INDEX_FILE", "index.html", "INDEX_FILE"),
+])
+def test_worker_script_refuses_other_routing(files: dict[str, Path], env: str, value: str,
+                                             refused: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(files, env={"WORKER_SCRIPT": str(files["worker"]), env: value})
+    assert info.value.option == refused and "WORKER_SCRIPT" in str(info.value)
 
 
 @pytest.mark.parametrize(("given", "missing"), [("TLS_CERT", "TLS_KEY"), ("TLS_KEY", "TLS_CERT")])

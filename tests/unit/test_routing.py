@@ -482,3 +482,19 @@ def test_followed_symlinks_serve_no_secret(tree: Path, segments: list[str], trai
         assert not is_php_source(real.name)
     elif isinstance(route, PhpScript):
         assert route.script_name.endswith(".php") and "/." not in route.script_name
+
+
+def test_worker_mode_sends_every_php_route_to_the_running_worker(tree: Path,
+                                                                tmp_path: Path) -> None:
+    worker = str(tmp_path / "worker.php")  # outside the root, and never stat'ed: it runs
+    router = Router(tree, "index.php", mode="front-controller", worker_script=worker)
+    root = os.path.realpath(tree)
+    front = PhpScript(worker, "/index.php", "", root, worker=True)
+    for target in ("/", "/missing/page", "/empty/", "/index.php", "/sub/"):
+        assert router.resolve(target) == front, target
+    assert router.resolve("/index.php/x/y") == PhpScript(worker, "/index.php", "/x/y", root,
+                                                         worker=True)
+    assert router.resolve("/a.txt") == static(tree, "a.txt")
+    assert router.resolve("/other.php") is NOT_FOUND  # no other script runs
+    with pytest.raises(ValueError, match="front-controller"):
+        Router(tree, "index.php", mode="try-files", worker_script=worker)
