@@ -116,7 +116,7 @@ class RequestMetrics:
         key = (_METHODS.get(method, "other"), status, protocol)
         requests = self.requests
         requests[key] = requests.get(key, 0) + 1
-        self.observe(protocol, kind, seconds)
+        self._observe(protocol, kind, seconds)
         if received:
             self.bytes_in[protocol] = self.bytes_in.get(protocol, 0) + received
         if sent:
@@ -128,7 +128,11 @@ class RequestMetrics:
         self.errors.append({"time": time.time(), "method": method.decode("latin-1"),
                             "uri": uri[:200], "status": status, "request_id": request_id})
 
-    def observe(self, protocol: str, kind: str, seconds: float) -> None:
+    def observe(self, version: str, kind: str, seconds: float) -> None:
+        """A duration alone (the internal server's requests are timed, not counted)."""
+        self._observe(_PROTOCOLS.get(version, version), kind, seconds)
+
+    def _observe(self, protocol: str, kind: str, seconds: float) -> None:
         hist = self.durations.get((protocol, kind))
         if hist is None:
             hist = self.durations[(protocol, kind)] = Histogram(LATENCY_BUCKETS)

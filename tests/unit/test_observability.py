@@ -116,6 +116,8 @@ def test_methods_outside_the_standard_ones_share_a_label() -> None:
                           ("GET", 429, "HTTP/1.1"): 1}
     assert m.rate_limited == 1 and m.bytes_in == {"HTTP/2": 5}
     assert m.durations[("HTTP/2", "error")].counts[LATENCY_BUCKETS.index(0.01)] == 2
+    m.observe("1.1", "internal", 0.0001)  # a probe: timed, not counted
+    assert m.durations[("HTTP/1.1", "internal")].counts[0] == 1 and len(m.requests) == 3
 
 
 def test_config_secrets_are_redacted(tmp_path: object) -> None:
