@@ -21,8 +21,11 @@ class RequestContext(Protocol):
     client: tuple[str, int]  # peer address and port (a trusted proxy's client, once resolved)
     server: tuple[str, int]  # local address and port the request arrived on
     tls: bool  # the request came over TLS (or a trusted proxy says its client used https)
-    # set when the peer is gone (reset stream, closed socket): stop work, send nothing more
-    disconnected: asyncio.Event
+    @property
+    def disconnected(self) -> asyncio.Event:
+        """Set when the peer is gone (reset stream, closed socket): stop work, send nothing."""
+        ...
+
     # set when the server answers the request itself (a request it could not parse, the
     # fallback 500 after the app failed, a timeout): the chain runs, the router does not
     error_status: int | None
@@ -62,7 +65,7 @@ class ContextProxy:
     see or rewrite the response (override send_response / send_data / end) or to change what
     later stages see of the request (assign request, client, tls)."""
 
-    __slots__ = ("client", "disconnected", "error_status", "inner", "request", "server", "tls")
+    __slots__ = ("client", "error_status", "inner", "request", "server", "tls")
 
     def __init__(self, inner: RequestContext) -> None:
         self.inner = inner
@@ -70,8 +73,11 @@ class ContextProxy:
         self.client = inner.client
         self.server = inner.server
         self.tls = inner.tls
-        self.disconnected = inner.disconnected
         self.error_status = inner.error_status
+
+    @property
+    def disconnected(self) -> asyncio.Event:
+        return self.inner.disconnected  # asked for rarely: the stream makes it on demand
 
     def receive(self) -> Awaitable[bytes | None]:
         return self.inner.receive()

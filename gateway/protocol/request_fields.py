@@ -10,6 +10,7 @@ checked by `malformed_h2_request` below, in place of h2's own inbound validation
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -28,6 +29,7 @@ _HOST: Final = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=1024)  # every request asks, about the same few hosts
 def valid_host(value: bytes, *, port: bool = True) -> bool:
     """Whether `value` is uri-host [":" port] (RFC 9112 §3.2, RFC 3986 §3.2.2): no spaces,
     userinfo, path or other junk, not empty. `port=False`: the host alone."""

@@ -11,7 +11,7 @@ import h2.errors
 
 from gateway.protocol.events import Body, BodyTooLarge, EndBody, Headers, Request, StreamReset
 from gateway.protocol.http2 import ConnectionClosed, H2Event, Http2Adapter, WindowOpened
-from gateway.server.state import ServerState, close_transport, log
+from gateway.server.state import LINGER_SECONDS, ServerState, close_transport, log
 from gateway.server.stream import RequestStream
 
 # once this much body is queued in h2 it is written at once; less waits for the end of the
@@ -167,7 +167,7 @@ class H2Connection(asyncio.Protocol):
                 # h2 sends nothing more once the connection is over: stop the apps now
                 for stream in list(streams.values()):
                     stream.disconnect()
-                self._close_transport()
+                self._close_transport(linger=event.error_code != 0)
                 return
 
     def _start_stream(self, request: Request) -> None:
@@ -269,14 +269,24 @@ class H2Connection(asyncio.Protocol):
             self.conn.close()
             self._close_transport()
 
-    def _close_transport(self) -> None:
+    def _close_transport(self, linger: bool = False) -> None:
+        """Close after what is queued. With linger (a GOAWAY for an error), half-close and
+        read-and-discard for a moment first: closing with the peer's frames unread would
+        make the kernel send a reset that can overtake the GOAWAY explaining why."""
         if self._closing:
             return
         self.flush()
-        self._closing = True
+        self._closing = True  # data_received discards from now on
         self._cancel_timer()
-        if self.transport is not None:
-            close_transport(self.transport, self.loop)
+        transport = self.transport
+        if transport is None:
+            return
+        if linger and transport.can_write_eof():
+            transport.write_eof()
+            transport.resume_reading()
+            self.loop.call_later(LINGER_SECONDS, close_transport, transport, self.loop)
+        else:
+            close_transport(transport, self.loop)
 
     def shutdown(self) -> None:
         if self._closing:

@@ -69,7 +69,9 @@ class RequestStream:
         "_body_waiter",
         "_buffered",
         "_chunks",
+        "_disconnected",
         "_fail_status",
+        "_gone",
         "_no_body",
         "_owner",
         "_response",
@@ -77,7 +79,6 @@ class RequestStream:
         "_send_waiter",
         "_task",
         "client",
-        "disconnected",
         "error_status",
         "request",
         "server",
@@ -103,7 +104,8 @@ class RequestStream:
         self.server = server
         self.tls = tls
         self.error_status = error_status
-        self.disconnected = asyncio.Event()
+        self._gone = False  # the peer is gone (see disconnected)
+        self._disconnected: asyncio.Event | None = None  # made when someone asks for it
         self._owner = owner
         self._chunks: deque[bytes] | None = None  # made by the first chunk: most have none
         self._buffered = 0
@@ -120,18 +122,31 @@ class RequestStream:
     # -- lifetime, driven by the connection ------------------------------------------------
 
     def start(self) -> None:
-        """Run the app for this request in its own task."""
+        """Run the app for this request in its own task. The task settles the counters in its
+        `finally`; it is never cancelled before its first step (see _stop_task), so that
+        always runs, also for a request reset before its app started."""
         state = self._owner.state
         state.active_requests += 1
-        task = self._owner.loop.create_task(self._run(), context=state.context.copy())
-        self._task = task
-        task.add_done_callback(self._task_done)
+        self._task = self._owner.loop.create_task(self._run(), context=state.context.copy())
+
+    @property
+    def disconnected(self) -> asyncio.Event:
+        """Set once the peer is gone (the RequestContext's event, made on first use: the
+        stream itself reads a flag)."""
+        event = self._disconnected
+        if event is None:
+            event = self._disconnected = asyncio.Event()
+            if self._gone:
+                event.set()
+        return event
 
     def disconnect(self) -> None:
         """The peer is gone (stream reset, connection lost): stop the app, send nothing."""
-        if self.disconnected.is_set():
+        if self._gone:
             return
-        self.disconnected.set()
+        self._gone = True
+        if self._disconnected is not None:
+            self._disconnected.set()
         self._body_gone = True
         self._wake()
         self._stop_task()
@@ -139,7 +154,7 @@ class RequestStream:
     def fail(self, status: int | None) -> None:
         """Our side gives up on the request (a timeout, a body over the limit): answer
         `status` through the chain if nothing was sent yet, else abort the response."""
-        if self.disconnected.is_set() or self._fail_status is not None:
+        if self._gone or self._fail_status is not None:
             return
         self._fail_status = status or 500
         self._body_gone = True
@@ -174,41 +189,38 @@ class RequestStream:
     async def _run(self) -> None:
         self._running = True
         try:
-            await self._serve()
-        finally:
-            self._settle()
-
-    async def _serve(self) -> None:
-        if self.disconnected.is_set():
-            return
-        app = self._owner.state.app
-        failed = False
-        if self._fail_status is None:
-            try:
-                await app(self)
-            except asyncio.CancelledError:
-                if self._fail_status is None or self.disconnected.is_set():
-                    return  # the client is gone, or the server is stopping
-                task = asyncio.current_task()
-                if task is not None:
-                    task.uncancel()  # we cancelled it to answer below
-            except Exception:
-                if self.disconnected.is_set():
-                    return  # errors after the client left are expected, not worth a log line
-                failed = True
-                log.exception("app failed", method=self.request.method.decode("latin-1"),
-                              target=self.request.target.decode("latin-1"),
-                              protocol=f"HTTP/{self.request.http_version}")
-        if self.disconnected.is_set() or self._response == _ENDED:
-            return
-        if self._response == _OPEN:
-            await self._answer(self._fail_status or 500)
-            if self._response == _ENDED or self.disconnected.is_set():
+            if self._gone:
                 return
-        elif not failed and self._fail_status is None:
-            log.error("app returned without finishing its response",
-                      target=self.request.target.decode("latin-1"))
-        self._owner.abort_stream(self)
+            failed = False
+            if self._fail_status is None:
+                try:
+                    await self._owner.state.app(self)
+                except asyncio.CancelledError:
+                    if self._fail_status is None or self._gone:
+                        return  # the client is gone, or the server is stopping
+                    task = asyncio.current_task()
+                    if task is not None:
+                        task.uncancel()  # we cancelled it to answer below
+                except Exception:
+                    if self._gone:
+                        return  # errors after the client left are expected, not worth a log
+                    failed = True
+                    log.exception("app failed", method=self.request.method.decode("latin-1"),
+                                  target=self.request.target.decode("latin-1"),
+                                  protocol=f"HTTP/{self.request.http_version}")
+            if self._gone or self._response == _ENDED:
+                return
+            if self._response == _OPEN:
+                await self._answer(self._fail_status or 500)
+                if self._response == _ENDED or self._gone:
+                    return
+            elif not failed and self._fail_status is None:
+                log.error("app returned without finishing its response",
+                          target=self.request.target.decode("latin-1"))
+            self._owner.abort_stream(self)
+        finally:
+            self._owner.state.active_requests -= 1
+            self._owner.stream_over(self)
 
     async def _answer(self, status: int) -> None:
         """A response the server makes itself, through the chain like any other."""
@@ -216,7 +228,7 @@ class RequestStream:
         try:
             await self._owner.state.app(self)
         except Exception:
-            if self.disconnected.is_set():
+            if self._gone:
                 return
             log.exception("error response failed", status=status)
             if self._response == _OPEN:  # the chain itself fails: answer without it
@@ -226,13 +238,6 @@ class RequestStream:
                 await self.send_data(body)
                 await self.end()
 
-    def _settle(self) -> None:
-        self._owner.state.active_requests -= 1
-        self._owner.stream_over(self)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        if not self._running:
-            self._settle()  # cancelled before its first step: _run's finally never ran
 
     # -- the request body ------------------------------------------------------------------
 
@@ -323,7 +328,7 @@ class RequestStream:
     # -- the response ----------------------------------------------------------------------
 
     async def send_response(self, status: int, headers: Headers) -> None:
-        if self.disconnected.is_set():
+        if self._gone:
             return
         if self._response != _OPEN:
             raise RuntimeError("this request's response has already started")
@@ -332,7 +337,7 @@ class RequestStream:
         self._no_body = self.request.method == b"HEAD" or status in _BODYLESS_STATUS
 
     async def send_data(self, data: bytes) -> None:
-        if self.disconnected.is_set() or self._no_body or not data:
+        if self._gone or self._no_body or not data:
             return
         if self._response != _STARTED:
             raise RuntimeError("send_data outside a response")
@@ -344,7 +349,7 @@ class RequestStream:
             rest = memoryview(rest)[taken:] if taken < len(rest) else b""
             if owner.must_wait(self, bool(rest)):
                 await self._wait_sendable()
-                if self.disconnected.is_set():
+                if self._gone:
                     return
             elif not rest:
                 return
@@ -373,7 +378,7 @@ class RequestStream:
         self._owner.abort_stream(self)
 
     async def end(self) -> None:
-        if self.disconnected.is_set() or self._response == _ENDED:
+        if self._gone or self._response == _ENDED:
             return
         if self._response != _STARTED:
             raise RuntimeError("end() before send_response()")
