@@ -2,6 +2,7 @@
 # php-gateway vs nginx + php-fpm, one command: installs what is missing, then runs the driver.
 #   bench/run.sh            full run (~10 min), results to bench/results/ and docs/benchmarks.md
 #   bench/run.sh --quick    smoke test (~2 min), results to the run directory only
+#   bench/run.sh --symfony  a Symfony route: nginx + php-fpm vs classic vs worker mode (bench/symfony.py)
 # Other options: bench/run.sh --help
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -26,4 +27,8 @@ if ! ls gateway/php/_phpbridge*.so >/dev/null 2>&1; then
   PHP_PREFIX=$(scripts/build-php.sh 2>/dev/null | tail -1) "$venv/bin/python" -m gateway.php.build
 fi
 
+if [ "${1:-}" = --symfony ]; then
+  shift
+  exec "$venv/bin/python" -m bench.symfony "$@"
+fi
 exec "$venv/bin/python" -m bench.run "$@"

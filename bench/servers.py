@@ -104,6 +104,7 @@ class NginxFpm(Server):
     cert: Path = Path()
     key_file: Path = Path()
     nginx_extra: str = ""  # more http-level directives (--nginx-extra), for tuning trials
+    front_controller: str = ""  # e.g. "index.php": every other path runs it (Symfony's nginx)
 
     def _write_configs(self) -> tuple[Path, Path, Path]:
         d = self.rundir / self.key
@@ -170,6 +171,7 @@ http {{
         ssl_protocols TLSv1.2 TLSv1.3;  # Debian's nginx.conf; 1.22's built-in default lacks 1.3
         root {self.docroot};
         index index.php index.html;
+        {self._front_location()}
         location ~ \\.php$ {{
             # Debian's snippets/fastcgi-php.conf, its relative include made absolute
             fastcgi_split_path_info ^(.+?\\.php)(/.*)$;
@@ -185,6 +187,12 @@ http {{
 """
         )
         return fpm_conf, nginx_conf, sock
+
+    def _front_location(self) -> str:
+        if not self.front_controller:
+            return ""
+        # Symfony's recommended nginx set-up: a missing file goes to the front controller
+        return f"location / {{ try_files $uri /{self.front_controller}$is_args$args; }}"
 
     def start(self) -> None:
         fpm_conf, nginx_conf, sock = self._write_configs()
@@ -232,6 +240,7 @@ class Gateway(Server):
     processes: int = 1
     cert: Path = Path()
     key_file: Path = Path()
+    extra_args: list[str] = field(default_factory=list)  # e.g. --worker-script FILE
 
     def start(self) -> None:
         d = self.rundir / self.key
@@ -243,6 +252,7 @@ class Gateway(Server):
             "--tls-listen-addr", f"127.0.0.1:{self.endpoints.https_port}",
             "--tls-cert", str(self.cert), "--tls-key", str(self.key_file),
             "--php-workers", str(self.php_workers), "--processes", str(self.processes),
+            *self.extra_args,
         ]
         self.commands = [_cmdline(argv)]
         self.procs_.append(procs.start(argv, d / "logs" / "stdout.log"))

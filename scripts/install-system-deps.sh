@@ -8,8 +8,10 @@ runtime=(ca-certificates python3 libxml2 libsqlite3-0 libssl3 libcurl4 libonig5 
          libjpeg62-turbo libwebp7 libfreetype6 libicu72 libzip4 libsodium23 libpq5 libargon2-1)
 # chromium: the /status page's screenshot test; prometheus: promtool checks deploy/'s config
 test_tools=(curl nghttp2-client ngtcp2-client wrk chromium prometheus)
+# php-symfony-*: Symfony 5.4 for bench/symfony (the worker-mode benchmark's application)
 bench_tools=(nginx-light libnginx-mod-http-brotli-filter php8.2-fpm mariadb-server
-             linux-perf)
+             linux-perf php-symfony-http-kernel php-symfony-routing
+             php-symfony-dependency-injection php-symfony-config)
 case "$profile" in
   runtime) want=("${runtime[@]}") ;;
   build) want=(python3) ;;
