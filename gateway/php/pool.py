@@ -380,7 +380,7 @@ class PhpPool:
                 call._expire()
         self._sweeper = loop.call_later(SWEEP_INTERVAL, self._sweep)
 
-    def stop(self, grace: float = 1.0) -> None:
+    def stop(self, grace: float = 0.5) -> None:
         """Lets running scripts end (worker scripts leave their loops), interrupts those
         still running `grace` seconds later, then shuts PHP down."""
         if not self.started:
