@@ -71,7 +71,7 @@ def quoted_includes(path: Path) -> list[str]:
 def test_ext_includes_only_the_request_api_of_the_bridge() -> None:
     for path in (REPO / "ext").glob("*.[ch]"):
         bridge_headers = [h for h in quoted_includes(path) if "bridge/" in h]
-        assert bridge_headers == ["../bridge/request_api.h"], path
+        assert set(bridge_headers) <= {"../bridge/request_api.h"}, path
 
 
 def test_bridge_includes_nothing_of_ext() -> None:
