@@ -209,7 +209,7 @@ static bool copy_request(pg_slot *s, const pg_request *r) {
 
 static void reset_slot_io(pg_slot *s) {
     s->in_start = s->in_end = 0;
-    s->in_eof = s->in_want_space = false;
+    s->in_eof = s->in_want_space = s->in_partial = false;
     s->out_inflight = 0;
     s->out_limit = P.cfg.response_buffer_bytes;
     s->finished = s->cancelled = s->interrupted = false;
@@ -328,7 +328,7 @@ size_t pg_slot_read_body(pg_slot *s, char *buf, size_t count) {
     while (got < count) {
         size_t avail = s->in_end - s->in_start;
         if (avail == 0) {
-            if (s->in_eof || s->cancelled) break;
+            if (s->in_eof || s->cancelled || (got > 0 && s->in_partial)) break;
             if (s->in_want_space) {
                 /* Tell Python now, or it would never send the bytes we are waiting for. */
                 s->in_want_space = false;

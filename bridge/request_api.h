@@ -25,6 +25,14 @@ void pg_request_each_header(pg_header_visitor visit, void *ctx);
  * already ended. */
 bool pg_request_finish(void);
 
+/* While partial is set, PHP's read_post returns the request-body bytes that have arrived
+ * (at least one, or none at the end) instead of waiting to fill its whole block, so a
+ * script reading php://input sees lines as they come. */
+void pg_request_body_partial(bool partial);
+
+/* True while more request-body bytes are buffered or may still arrive. */
+bool pg_request_body_more(void);
+
 /* Worker mode: gateway_handle_request() is these two around the handler's call. Begin
  * blocks until a request is assigned to this thread, then binds it (superglobals, headers,
  * output, php://input, uploads as classic mode gives them); end sends what is left of the

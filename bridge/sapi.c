@@ -181,8 +181,9 @@ static zend_result pg_get_request_time(double *t) {
 static int pg_activate(void) {
     pg_slot *s = current_slot();
     if (!s) return SUCCESS;
-    /* sapi_activate resets proto_num to 1.0; Location on POST answers 303 only for 1.1+. */
-    SG(request_info).proto_num = s->proto_num;
+    /* proto_num stays at sapi_activate's 1.0, as php-fpm leaves it: header('Location') after
+     * a POST then answers 302, not the 303 PHP picks for HTTP/1.1, which is what users of
+     * nginx + php-fpm see and test against. */
     if (s->authorization) php_handle_auth_data(s->authorization);
     return SUCCESS;
 }
@@ -276,6 +277,7 @@ bool pg_php_run(pg_worker *w, pg_slot *s) {
     int flags = 0, exit_status = 0;
     bind_request(s);
     SG(sapi_headers).http_response_code = 200; /* sapi_activate does not reset it */
+    EG(exit_status) = 0; /* nor does request startup: one exit(3) would mark every later request */
 
     zend_first_try {
         if (php_request_startup() == SUCCESS) {
@@ -563,6 +565,20 @@ const char *pg_php_version(void) { return PHP_VERSION; }
 void pg_request_each_header(pg_header_visitor visit, void *ctx) {
     pg_slot *s = current_slot();
     if (s) each_pair(s->headers, s->headers_len, visit, ctx);
+}
+
+void pg_request_body_partial(bool partial) {
+    pg_slot *s = current_slot();
+    if (s) s->in_partial = partial; /* read only by this thread, in pg_slot_read_body */
+}
+
+bool pg_request_body_more(void) {
+    pg_slot *s = current_slot();
+    if (!s) return false;
+    pthread_mutex_lock(&s->mu);
+    bool more = !s->cancelled && (s->in_end > s->in_start || !s->in_eof);
+    pthread_mutex_unlock(&s->mu);
+    return more;
 }
 
 bool pg_request_finish(void) {

@@ -26,6 +26,7 @@ from gateway.observability.tracing import end_php_span, start_php_span
 from gateway.php.cgi import Script, build_request
 from gateway.php.pool import Overloaded, PhpCall, PhpPool, PoolStopped, Unavailable
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.php_length import DeclaredLength
 from gateway.pipeline.responses import respond
 from gateway.pipeline.spool import MemoryBudget, Spool
 from gateway.protocol.events import Headers
@@ -171,9 +172,12 @@ class PhpStage:
                                   headers: Headers) -> None:
         head_only = ctx.request.method == b"HEAD"
         body = None if head_only else call.complete_body()
+        length = None if head_only else DeclaredLength.of(headers)
         if body is not None:
             # PHP is done already (the usual case): one response with a content-length.
-            if not any(name == b"content-length" for name, _ in headers):
+            if length is not None:
+                body = length.fit(body)
+            else:
                 headers = [*headers, (b"content-length", str(len(body)).encode())]
             await ctx.send_response(status, headers)
             if len(body) <= SEND_AT_ONCE or not self.options.response_buffering:
@@ -184,19 +188,34 @@ class PhpStage:
                 spool.put(body)
                 del body
                 await self._send_spooled(ctx, spool)
-            await ctx.end()
+            await self._end(ctx, length)
             return
         await ctx.send_response(status, headers)
         if head_only:
             pass
         elif self.options.response_buffering:
-            await self._relay_buffered(ctx, call)
+            await self._relay_buffered(ctx, call, length)
         else:
             while data := await call.read():  # acknowledges the previous chunk: PHP goes on
-                await ctx.send_data(data)
+                await ctx.send_data(length.fit(data) if length is not None else data)
+        await self._end(ctx, length)
+
+    async def _end(self, ctx: RequestContext, length: DeclaredLength | None) -> None:
+        """End the response, unless PHP wrote less than its own Content-Length: then it is
+        left unended, which aborts it (as nginx closes), not passed off as whole."""
+        if length is not None and length.dropped:
+            log.warning("PHP wrote more than its Content-Length: the rest was not sent",
+                        uri=ctx.request.target.decode("latin-1"), content_length=length.declared,
+                        dropped=length.dropped)
+        if length is not None and length.missing:
+            log.error("PHP wrote less than its Content-Length: the response was cut",
+                      uri=ctx.request.target.decode("latin-1"), content_length=length.declared,
+                      missing=length.missing)
+            return
         await ctx.end()
 
-    async def _relay_buffered(self, ctx: RequestContext, call: PhpCall) -> None:
+    async def _relay_buffered(self, ctx: RequestContext, call: PhpCall,
+                              length: DeclaredLength | None = None) -> None:
         """PHP writes into a spool as fast as it likes; the client drains it at its pace."""
         spool = Spool(self.budget)
         wrote = asyncio.Event()  # PHP added output, or ended
@@ -207,6 +226,8 @@ class PhpStage:
             nonlocal ended
             try:
                 while data := await call.read():
+                    if length is not None and not (data := length.fit(data)):
+                        continue  # past PHP's own Content-Length: read on, send nothing
                     while spool.size and spool.size + len(data) > spool.limit:
                         took.clear()
                         await took.wait()

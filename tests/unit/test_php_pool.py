@@ -50,6 +50,16 @@ async def test_exit_keeps_status_like_php_fpm(php: Runner) -> None:
     assert [e.get("exit_status") for e in logs if "exited" in e["event"]] == [3], logs
 
 
+async def test_exit_status_does_not_outlive_its_request(php: Runner) -> None:
+    # every thread runs one exit(3) at once; the requests after it end with status 0
+    runs = await asyncio.gather(*[php("sleep.php", query="s=0.2&exit=3")
+                                  for _ in range(POOL_THREADS)])
+    assert [r.outcome.exit_status for r in runs] == [3] * POOL_THREADS
+    later = await asyncio.gather(*[php("sleep.php", query="s=0.2")
+                                   for _ in range(POOL_THREADS)])
+    assert [r.outcome.exit_status for r in later] == [0] * POOL_THREADS
+
+
 async def test_fatal_after_output_keeps_status(php: Runner) -> None:
     r = await php("fail.php", query="kind=late_fatal")
     assert r.status == 200  # headers were already sent

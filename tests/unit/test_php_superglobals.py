@@ -136,8 +136,11 @@ async def test_basic_auth(php: Runner) -> None:
 
 
 async def test_getallheaders(php: Runner) -> None:
-    r = await php("server.php", headers=[(b"x-one", b"1")])
-    assert decode(r.body)["headers"] == {"host": "example.test:8080", "x-one": "1"}
+    # named as php-fpm names them (from HTTP_* variables), whatever the client's case
+    r = await php("server.php", headers=[(b"x-one", b"1"), (b"authorization", b"Bearer t"),
+                                         (b"x-CamelCase", b"c"), (b"x_under", b"u")])
+    assert decode(r.body)["headers"] == {"Host": "example.test:8080", "X-One": "1",
+                                         "Authorization": "Bearer t", "X-Camelcase": "c"}
 
 
 def multipart(fields: dict[str, str], files: dict[str, tuple[str, bytes]]) -> tuple[bytes, bytes]:
