@@ -347,7 +347,8 @@ class Http1Adapter:
         self._state = _HEAD
         self._scanned = 0  # bytes after _pos known to hold no complete head
         self._eol = -1  # end of the request line after _pos, once seen
-        self._parsed: Request | None = None  # the head being checked, for a refusal
+        # method, target and fields of the head being checked, for the answer to a refusal
+        self._parsed: tuple[bytes, bytes, Headers] | None = None
         self._draining = False
         self.requests = 0  # requests whose head was parsed on this connection
         self._reset_request()
@@ -487,7 +488,7 @@ class Http1Adapter:
         headers = self._backend.parse_head(data, pos, head_end)
         self._consume(head_end)
         # a head refused from here on is known whole: its answer can honour Accept
-        self._parsed = Request(1, method, target, headers, "1.1", has_body=False)
+        self._parsed = (method, target, headers)
         event = self._start_request(method, target, minor == b"1", headers)
         self._parsed = None
         return event
@@ -635,8 +636,9 @@ class Http1Adapter:
         return Body(1, chunk)
 
     def _reject(self, status: int, reason: str) -> ProtocolError:
-        known = self._parsed if self._parsed is not None else self._sketch()
+        parsed = self._parsed
         self._parsed = None
+        known = self._sketch() if parsed is None else Request(1, *parsed, "1.1", has_body=False)
         self.refuse()
         return ProtocolError(status, reason, request=known)
 
@@ -688,6 +690,19 @@ class Http1Adapter:
             self._expect_continue = False
             return _CONTINUE
         return b""
+
+    def send_interim(self, status: int, headers: Headers) -> bytes:
+        """An interim 1xx response (103 Early Hints) ahead of the final one; nothing for an
+        HTTP/1.0 client, which cannot receive one (RFC 9110 §15.2), or once it started."""
+        if self._http10 or self._response_started or not 102 <= status < 200:
+            return b""
+        parts = [_STATUS_LINES[status]]
+        for name, value in headers:
+            if name not in _HOP_BY_HOP:
+                check_header(name, value)
+                parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
 
     def send_response(self, status: int, headers: Headers) -> bytes:
         if self._response_started:

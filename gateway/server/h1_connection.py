@@ -187,9 +187,14 @@ class H1Connection(asyncio.Protocol):
                 self.conn.close_after_response()
             self._write_soon(self.conn.send_response(status, headers))
 
+    def write_interim(self, stream: RequestStream, status: int, headers: Headers) -> None:
+        interim = self.conn.send_interim(status, headers) if stream is self._stream else b""
+        if interim:
+            self._write_soon(interim)
+
     def write_body(self, stream: RequestStream, data: bytes | memoryview) -> int:
         if stream is self._stream:
-            out = self.conn.send_data(cast(bytes, data))  # takes all: never left a view
+            out = self.conn.send_data(data)  # type: ignore[arg-type]  # takes all: no view
             if out:
                 self._write_now(out)
         return len(data)
