@@ -41,6 +41,7 @@ typedef struct pg_config {
 #define PG_EV_BODY_SPACE 4  /* PHP consumed request body; pg_body_write may take more */
 #define PG_EV_LOG        5  /* code = syslog level; data = message */
 #define PG_EV_DONE       6  /* the thread is done with the request; code = exit status */
+#define PG_EV_INTERIM    7  /* code = 1xx status; data = "Link: value\0" lines (headers_send) */
 
 /* Flags of PG_EV_DONE. */
 #define PG_DONE_FATAL      1  /* ended by a fatal error (error, uncaught exception, limits) */

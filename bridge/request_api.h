@@ -25,6 +25,10 @@ void pg_request_each_header(pg_header_visitor visit, void *ctx);
  * already ended. */
 bool pg_request_finish(void);
 
+/* Sends an interim response (103 Early Hints) with the Link headers set so far, ahead of the
+ * final one. False when there is no request or its headers have already been sent. */
+bool pg_request_send_interim(int status);
+
 /* While partial is set, PHP's read_post returns the request-body bytes that have arrived
  * (at least one, or none at the end) instead of waiting to fill its whole block, so a
  * script reading php://input sees lines as they come. */

@@ -581,6 +581,34 @@ bool pg_request_body_more(void) {
     return more;
 }
 
+static bool is_link_header(const sapi_header_struct *h) {
+    return h->header_len > 5 && !strncasecmp(h->header, "link:", 5);
+}
+
+bool pg_request_send_interim(int status) {
+    pg_slot *s = current_slot();
+    if (!s || s->finished || SG(headers_sent)) return false;
+    size_t total = 0;
+    zend_llist_position pos;
+    zend_llist *list = &SG(sapi_headers).headers;
+    for (sapi_header_struct *h = zend_llist_get_first_ex(list, &pos); h;
+         h = zend_llist_get_next_ex(list, &pos)) {
+        if (is_link_header(h)) total += h->header_len + 1;
+    }
+    char *block = malloc(total ? total : 1);
+    if (!block) return false;
+    char *c = block;
+    for (sapi_header_struct *h = zend_llist_get_first_ex(list, &pos); h;
+         h = zend_llist_get_next_ex(list, &pos)) {
+        if (!is_link_header(h)) continue; /* hints only: cookies and the rest wait for the answer */
+        memcpy(c, h->header, h->header_len);
+        c += h->header_len;
+        *c++ = '\0';
+    }
+    pg_push_event(s->handle, PG_EV_INTERIM, status, 0, block, total);
+    return true;
+}
+
 bool pg_request_finish(void) {
     pg_slot *s = current_slot();
     /* Only this thread sets finished (pg_slot_finish), so it reads it without the lock. */

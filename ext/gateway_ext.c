@@ -1,6 +1,6 @@
 /* PHP functions php-fpm users rely on, registered as the SAPI's additional module:
- * fastcgi_finish_request(), getallheaders() and apache_request_headers(); and php://input
- * read as the body arrives. Reaches the running request only through bridge/request_api.h. */
+ * fastcgi_finish_request(), getallheaders() and apache_request_headers(), FrankenPHP's
+ * headers_send() (103 Early Hints); and php://input read as the body arrives. Reaches the running request only through bridge/request_api.h. */
 #include "php.h"
 #include "SAPI.h"
 #include "ext/standard/info.h"
@@ -17,6 +17,10 @@ ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_fastcgi_finish_request, 0, 0, _I
 ZEND_END_ARG_INFO()
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_getallheaders, 0, 0, IS_ARRAY, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_headers_send, 0, 0, IS_LONG, 0)
+    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, status, IS_LONG, 0, "103")
 ZEND_END_ARG_INFO()
 
 /* Sends the response now and lets the script go on (queues, mail, cleanup), as php-fpm. */
@@ -101,9 +105,32 @@ static PHP_MINIT_FUNCTION(php_gateway) {
     return php_register_url_stream_wrapper("php", &php_url_wrapper);
 }
 
+/* FrankenPHP's headers_send(): 103 sends Early Hints, an interim response with the Link
+ * headers set so far, while the script goes on to the final one; another status becomes the
+ * response's and its headers leave now. */
+PHP_FUNCTION(headers_send) {
+    zend_long status = 103;
+    ZEND_PARSE_PARAMETERS_START(0, 1)
+        Z_PARAM_OPTIONAL
+        Z_PARAM_LONG(status)
+    ZEND_PARSE_PARAMETERS_END();
+    if (status == 103) {
+        RETURN_LONG(pg_request_send_interim(103) ? SAPI_HEADER_SENT_SUCCESSFULLY
+                                                 : SAPI_HEADER_SEND_FAILED);
+    }
+    if (status < 200 || status > 599) {
+        /* 100 and 101 belong to the protocol layer; no other 1xx is sent */
+        zend_argument_value_error(1, "must be 103 or a final status from 200 to 599");
+        RETURN_THROWS();
+    }
+    SG(sapi_headers).http_response_code = (int)status;
+    RETURN_LONG(sapi_send_headers());
+}
+
 static const zend_function_entry gateway_functions[] = {
     ZEND_FE(fastcgi_finish_request, arginfo_fastcgi_finish_request)
     ZEND_FE(getallheaders, arginfo_getallheaders)
+    ZEND_FE(headers_send, arginfo_headers_send)
     ZEND_RAW_FENTRY("apache_request_headers", zif_getallheaders, arginfo_getallheaders, 0, NULL, NULL)
     PG_WORKER_FUNCTIONS
     ZEND_FE_END

@@ -28,6 +28,7 @@ class FakeContext:
         self.headers: Headers = []
         self.data: list[bytes] = []
         self.ended = False
+        self.interims: list[tuple[int, Headers]] = []
 
     @property
     def body(self) -> bytes:
@@ -46,6 +47,10 @@ class FakeContext:
         data = b"".join(self._body)
         self._body.clear()
         return data
+
+    async def send_interim(self, status: int, headers: Headers) -> None:
+        assert self.status == 0, "interim response after the final one"
+        self.interims.append((status, list(headers)))
 
     async def send_response(self, status: int, headers: Headers) -> None:
         assert self.status == 0, "response started twice"

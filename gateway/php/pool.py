@@ -15,6 +15,7 @@ import contextlib
 import os
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -138,7 +139,8 @@ class PhpCall:
     started: float = 0.0
     ended: float = 0.0
     record: RequestRecord | None = None  # the observed request, for PHP's log lines
-    _head: asyncio.Future[bool] | None = None
+    _head: asyncio.Future[bool | None] | None = None  # None: an interim response came
+    _interims: deque[tuple[int, Headers]] = field(default_factory=deque)
     _chunks: deque[bytes] = field(default_factory=deque)
     _unacked: int = 0
     _finished: bool = False  # no more body will come
@@ -170,20 +172,31 @@ class PhpCall:
 
     # --- response ---------------------------------------------------------------------
 
-    async def response(self) -> tuple[int, Headers] | None:
+    async def response(
+        self, interim: Callable[[int, Headers], Awaitable[None]] | None = None
+    ) -> tuple[int, Headers] | None:
         """Status and headers once PHP sends them; None if the script ended without any
-        (start-up failure or a cancelled request)."""
-        if self.status:
-            return self.status, self.headers
-        if self.outcome is not None:
-            return None
-        self._check_expired()
-        if self._head is None:
-            self._head = self._loop.create_future()
-        await self._head
-        if not self.status:
+        (start-up failure or a cancelled request). Interim responses PHP sends first
+        (headers_send(103)) are handed to `interim` as they come."""
+        while True:
+            while self._interims:
+                status, headers = self._interims.popleft()
+                if interim is not None and not self.status:
+                    await interim(status, headers)
+            if self.status:
+                return self.status, self.headers
+            if self.outcome is not None:
+                return None
             self._check_expired()
-        return (self.status, self.headers) if self.status else None
+            if self._head is None:
+                self._head = self._loop.create_future()
+            woke = await self._head
+            self._head = None
+            if woke is None:
+                continue
+            if not self.status:
+                self._check_expired()
+            return (self.status, self.headers) if self.status else None
 
     async def read(self) -> bytes:
         """The next body bytes (all chunks waiting, joined); b"" at the end of the body.
@@ -262,6 +275,15 @@ class PhpCall:
             if sep:
                 headers.append((name.strip().lower(), value.strip()))
         self._wake(self._head, True)
+
+    def _on_interim(self, status: int, block: bytes) -> None:
+        headers: Headers = []
+        for line in block.split(b"\0"):
+            name, sep, value = line.partition(b":")
+            if sep:
+                headers.append((name.strip().lower(), value.strip()))
+        self._interims.append((status, headers))
+        self._wake(self._head, None)
 
     def _on_body(self, data: bytes) -> None:
         self._chunks.append(data)
@@ -495,6 +517,9 @@ class PhpPool:
                 elif kind == lib.PG_EV_HEADERS:
                     if call is not None:
                         call._on_headers(ev.code, ffi.unpack(ev.data, ev.len), ev.started)
+                elif kind == lib.PG_EV_INTERIM:
+                    if call is not None:
+                        call._on_interim(ev.code, ffi.unpack(ev.data, ev.len))
                 elif kind == lib.PG_EV_FINISH:
                     if call is not None:
                         call._on_finish()

@@ -42,6 +42,11 @@ class RequestContext(Protocol):
         """The whole request body if it has all arrived already, else None (use receive())."""
         ...
 
+    def send_interim(self, status: int, headers: Headers) -> Awaitable[None]:
+        """Send an interim (1xx, e.g. 103 Early Hints) response before send_response();
+        dropped where the protocol cannot carry it (HTTP/1.0) or once the response started."""
+        ...
+
     def send_response(self, status: int, headers: Headers) -> Awaitable[None]:
         """Start the response. Headers are lower-case names; the connection layer adds
         date, server, alt-svc and framing headers (content-length / chunked) itself."""
@@ -84,6 +89,9 @@ class ContextProxy:
 
     def take_complete_body(self) -> bytes | None:
         return self.inner.take_complete_body()
+
+    def send_interim(self, status: int, headers: Headers) -> Awaitable[None]:
+        return self.inner.send_interim(status, headers)
 
     def send_response(self, status: int, headers: Headers) -> Awaitable[None]:
         return self.inner.send_response(status, headers)

@@ -147,7 +147,7 @@ class PhpStage:
                 pump.cancel()
 
     async def _relay(self, ctx: RequestContext, call: PhpCall) -> None:
-        head = await call.response()
+        head = await call.response(ctx.send_interim)  # 103 Early Hints go out as they come
         if head is None:
             outcome = await call.wait_done()
             if outcome.unavailable:  # queued for a worker script that then failed to boot

@@ -38,7 +38,7 @@ from gateway.protocol.request_fields import (
     split_request_fields,
     valid_host,
 )
-from gateway.protocol.response_headers import ResponseDefaults, response_fields
+from gateway.protocol.response_headers import ResponseDefaults, interim_fields, response_fields
 
 
 def _short_data_repr(data: bytes | None) -> str:
@@ -363,6 +363,14 @@ class Http2Adapter:
         self._h2.send_headers(stream_id, out, end_stream=bodyless)
         if bodyless:
             stream.done = True
+
+    def send_interim(self, stream_id: int, status: int, headers: Headers) -> None:
+        """A 1xx HEADERS frame (103 Early Hints) ahead of the response, without END_STREAM."""
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.started or stream.done or self.closed:
+            return
+        self._h2.send_headers(stream_id, interim_fields(status, headers,
+                                                        _DROPPED_RESPONSE_HEADERS))
 
     def body_allowed(self, stream_id: int) -> bool:
         """False once nothing more may be sent (HEAD/204/304 already ended, reset, finished)."""

@@ -60,7 +60,12 @@ from aioquic.quic.stream import QuicStream
 
 from gateway.protocol.events import Body, BodyTooLarge, EndBody, Headers, Request, StreamReset
 from gateway.protocol.request_fields import split_request_fields, valid_host
-from gateway.protocol.response_headers import STATUS, ResponseDefaults, response_fields
+from gateway.protocol.response_headers import (
+    STATUS,
+    ResponseDefaults,
+    interim_fields,
+    response_fields,
+)
 
 ALPN: Final = tuple(H3_ALPN)
 STREAM_WINDOW: Final = 256 * 1024
@@ -551,6 +556,15 @@ class Http3Adapter:
         self._h3.send_headers(stream_id, out, end_stream=bodyless)
         if bodyless:
             stream.done = True
+
+    def send_interim(self, stream_id: int, status: int, headers: Headers) -> None:
+        """A 1xx HEADERS frame (103 Early Hints) ahead of the response (RFC 9114 §4.1)."""
+        stream = self._streams.get(stream_id)
+        if stream is None or stream.started or stream.done or self.closed:
+            return
+        assert self._h3 is not None
+        self._h3.send_headers(stream_id, interim_fields(status, headers,
+                                                        _DROPPED_RESPONSE_HEADERS))
 
     def body_allowed(self, stream_id: int) -> bool:
         """False once nothing more may be sent (HEAD/204/304 already ended, reset, finished)."""

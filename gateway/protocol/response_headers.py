@@ -62,6 +62,19 @@ def response_fields(
     return out, length
 
 
+def interim_fields(status: int, headers: Headers, dropped: frozenset[bytes]) -> Headers:
+    """The HTTP/2 or HTTP/3 field section of an interim (1xx) response: its own headers only
+    (no date or server), checked like a final response's."""
+    if not 100 <= status < 200:
+        raise ValueError(f"invalid interim status {status}")
+    out: Headers = [(b":status", STATUS[status])]
+    for name, value in headers:
+        if name not in dropped and name != b"content-length":
+            check_header(name, value)
+            out.append((name, value))
+    return out
+
+
 class ResponseDefaults:
     """The headers the connection layer adds to every response, pre-serialised per protocol.
 

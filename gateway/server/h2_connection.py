@@ -184,6 +184,10 @@ class H2Connection(asyncio.Protocol):
         self.conn.send_response(stream.stream_id, status, headers)
         self.flush_soon()
 
+    def write_interim(self, stream: RequestStream, status: int, headers: Headers) -> None:
+        self.conn.send_interim(stream.stream_id, status, headers)
+        self.flush_soon()
+
     def write_body(self, stream: RequestStream, data: bytes | memoryview) -> int:
         taken = self.conn.send_data(stream.stream_id, data)
         if taken:

@@ -140,6 +140,10 @@ class H3Connection:
         self.adapter.send_response(stream.stream_id, status, headers)
         self.transmit_soon()
 
+    def write_interim(self, stream: RequestStream, status: int, headers: Headers) -> None:
+        self.adapter.send_interim(stream.stream_id, status, headers)
+        self.transmit_soon()
+
     def write_body(self, stream: RequestStream, data: bytes | memoryview) -> int:
         # QUIC takes the whole body; it is handed over in slices so backpressure can act
         piece = data if len(data) <= MAX_SEND_PIECE else data[:MAX_SEND_PIECE]

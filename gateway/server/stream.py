@@ -31,6 +31,10 @@ class StreamOwner(Protocol):
 
     def write_head(self, stream: RequestStream, status: int, headers: Headers) -> None: ...
 
+    def write_interim(self, stream: RequestStream, status: int, headers: Headers) -> None:
+        """An interim (1xx) response ahead of the head; nothing where it cannot go."""
+        ...
+
     def write_body(self, stream: RequestStream, data: bytes | memoryview) -> int:
         """Frame and queue body bytes; returns how many were taken (HTTP/2: up to its window)."""
         ...
@@ -326,6 +330,11 @@ class RequestStream:
         return b"".join(parts)
 
     # -- the response ----------------------------------------------------------------------
+
+    async def send_interim(self, status: int, headers: Headers) -> None:
+        if self._gone or self._response != _OPEN or not 100 <= status < 200:
+            return  # interim responses only precede the final one
+        self._owner.write_interim(self, status, headers)
 
     async def send_response(self, status: int, headers: Headers) -> None:
         if self._gone:

@@ -25,6 +25,8 @@ class Response:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each chunk
+    # interim (1xx) responses before the final one: status, headers, time.monotonic()
+    interims: list[tuple[int, list[tuple[bytes, bytes]], float]] = field(default_factory=list)
 
     def header(self, name: bytes) -> bytes | None:
         return next((v for k, v in self.headers if k == name), None)
@@ -38,6 +40,7 @@ class _Pending:
     chunks: list[bytes] = field(default_factory=list)
     arrivals: list[float] = field(default_factory=list)
     received: int = 0
+    interims: list[tuple[int, list[tuple[bytes, bytes]], float]] = field(default_factory=list)
 
 
 class StreamError(Exception):
@@ -87,6 +90,10 @@ class H3Client(QuicConnectionProtocol):
         if pending is None:
             return
         if isinstance(event, HeadersReceived):
+            status = int(dict(event.headers).get(b":status", b"0"))
+            if pending.status == 0 and 100 <= status < 200 and not event.stream_ended:
+                pending.interims.append((status, list(event.headers), time.monotonic()))
+                return
             if pending.status == 0:
                 pending.headers = list(event.headers)
                 pending.status = int(dict(event.headers)[b":status"])
@@ -98,7 +105,7 @@ class H3Client(QuicConnectionProtocol):
             del self._pending[event.stream_id]
             pending.future.set_result(
                 Response(pending.status, pending.headers, b"".join(pending.chunks),
-                         pending.arrivals)
+                         pending.arrivals, pending.interims)
             )
 
     def start_request(

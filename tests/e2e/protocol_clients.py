@@ -29,6 +29,8 @@ class Reply:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     arrivals: list[float] = field(default_factory=list)  # time.monotonic() of each chunk
+    # interim (1xx) responses before the final one: status, headers, time.monotonic()
+    interims: list[tuple[int, Fields, float]] = field(default_factory=list)
 
     def header(self, name: bytes) -> bytes | None:
         return next((v for k, v in self.headers if k.lower() == name), None)
@@ -96,7 +98,11 @@ class H1Client:
                 data = await reader.read(65536)
                 conn.receive_data(data)
                 continue
-            if isinstance(event, h11.Response):
+            if isinstance(event, h11.InformationalResponse):
+                reply.interims.append((event.status_code,
+                                       [(bytes(k), bytes(v)) for k, v in event.headers],
+                                       time.monotonic()))
+            elif isinstance(event, h11.Response):
                 reply.status = event.status_code
                 reply.headers = [(bytes(k), bytes(v)) for k, v in event.headers]
             elif isinstance(event, h11.Data):
@@ -184,7 +190,10 @@ class H2Client:
 
     def _event(self, event: Any) -> None:
         reply = self._replies.get(getattr(event, "stream_id", 0) or 0)
-        if isinstance(event, h2.events.ResponseReceived) and reply is not None:
+        if isinstance(event, h2.events.InformationalResponseReceived) and reply is not None:
+            fields = [(bytes(k), bytes(v)) for k, v in event.headers]
+            reply.interims.append((int(dict(fields)[b":status"]), fields, time.monotonic()))
+        elif isinstance(event, h2.events.ResponseReceived) and reply is not None:
             reply.headers = [(bytes(k), bytes(v)) for k, v in event.headers]
             reply.status = int(dict(reply.headers)[b":status"])
         elif isinstance(event, h2.events.DataReceived) and reply is not None:
@@ -235,7 +244,8 @@ class H3ProtocolClient:
                       body: bytes | None = None) -> Reply:
         client = await self._ensure()
         response = await client.request(method, path, headers=headers, body=body)
-        return Reply(response.status, response.headers, response.body, response.arrivals)
+        return Reply(response.status, response.headers, response.body, response.arrivals,
+                     response.interims)
 
     async def abandon(self, path: str, after: int) -> int:
         client = await self._ensure()

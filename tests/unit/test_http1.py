@@ -140,6 +140,27 @@ def test_exact_response_bytes(parser: str) -> None:
     assert conn.start_next_cycle() is True
 
 
+def test_interim_response_bytes(parser: str) -> None:
+    conn = make(parser)
+    conn.receive_data(client_request())
+    drain_events(conn)
+    hint = [(b"link", b"</a.css>; rel=preload"), (b"content-length", b"9")]
+    assert conn.send_interim(103, hint) == (
+        b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n")
+    with pytest.raises(ValueError):
+        conn.send_interim(103, [(b"link", b"a\r\nx: y")])
+    assert conn.send_interim(101, []) == b""  # 100 and 101 belong to the connection
+    respond(conn, 200, [(b"content-length", b"2")], b"ok")
+    assert conn.send_interim(103, hint) == b""  # after the response: never
+
+
+def test_no_interim_response_for_http10(parser: str) -> None:
+    conn = make(parser)
+    conn.receive_data(b"GET / HTTP/1.0\r\nHost: a\r\n\r\n")
+    drain_events(conn)
+    assert conn.send_interim(103, [(b"link", b"</a.css>")]) == b""
+
+
 def test_chunked_response_when_no_length(parser: str) -> None:
     conn = make(parser)
     conn.receive_data(client_request())

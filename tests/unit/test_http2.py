@@ -266,6 +266,21 @@ def test_streamed_body_over_limit_stops_the_upload() -> None:
     assert any(isinstance(e, h2.events.StreamReset) and e.error_code == 0 for e in events)
 
 
+def test_interim_response_before_the_final_one() -> None:
+    server, client = connect()
+    client.send_headers(1, GET, end_stream=True)
+    to_server(server, client)
+    server.send_interim(1, 103, [(b"link", b"</a.css>; rel=preload"), (b"connection", b"x")])
+    server.send_response(1, 200, [(b"content-length", b"0")])
+    server.end_stream(1)
+    server.send_interim(1, 103, [(b"link", b"</late.css>")])  # after the response: dropped
+    events = to_client(server, client)
+    assert isinstance(events[0], h2.events.InformationalResponseReceived)
+    assert events[0].headers == [(b":status", b"103"), (b"link", b"</a.css>; rel=preload")]
+    assert isinstance(events[1], h2.events.ResponseReceived)
+    assert sum(isinstance(e, h2.events.InformationalResponseReceived) for e in events) == 1
+
+
 def test_head_response_ends_with_the_headers() -> None:
     server, client = connect()
     client.send_headers(1, [(b":method", b"HEAD"), *GET[1:]], end_stream=True)

@@ -64,6 +64,7 @@ class Reply:
     body: bytearray = field(default_factory=bytearray)
     ended: bool = False
     reset: int | None = None
+    blocks: list[list[tuple[bytes, bytes]]] = field(default_factory=list)  # every HEADERS
 
     @property
     def status(self) -> int:
@@ -101,9 +102,9 @@ class Client:
                 self.connected = True
             for h3_event in self.h3.handle_event(event):
                 if isinstance(h3_event, HeadersReceived):
-                    self.replies.setdefault(h3_event.stream_id, Reply()).headers = list(
-                        h3_event.headers
-                    )
+                    reply = self.replies.setdefault(h3_event.stream_id, Reply())
+                    reply.headers = list(h3_event.headers)
+                    reply.blocks.append(reply.headers)
                 elif isinstance(h3_event, DataReceived):
                     self.replies.setdefault(h3_event.stream_id, Reply()).body += h3_event.data
                 if isinstance(h3_event, (HeadersReceived, DataReceived)) and (
@@ -252,6 +253,24 @@ def test_get_becomes_request_and_response_goes_back(certs: dict[str, str]) -> No
     assert reply.headers == [(b":status", b"200"), (b"date", DATE), (b"server", b"php-gateway"),
                              (b"content-type", b"text/plain"), (b"content-length", b"5")]
     assert bytes(reply.body) == b"hello"
+
+
+def test_interim_response_before_the_final_one(certs: dict[str, str]) -> None:
+    pipe = AdapterPipe(certs)
+    sid = pipe.client.request(path=b"/")
+    pipe.pump()
+    pipe.take()
+    pipe.srv.send_interim(sid, 103, [(b"link", b"</a.css>; rel=preload")])
+    pipe.srv.send_response(sid, 200, [(b"content-length", b"2")])
+    pipe.srv.send_interim(sid, 103, [(b"link", b"</late.css>")])  # after the response: dropped
+    pipe.srv.send_data(sid, b"ok")
+    pipe.srv.end_stream(sid)
+    pipe.srv.stream_finished(sid)
+    pipe.pump()
+    reply = pipe.client.replies[sid]
+    assert reply.ended and reply.reset is None and bytes(reply.body) == b"ok"
+    assert [block[0] for block in reply.blocks] == [(b":status", b"103"), (b":status", b"200")]
+    assert reply.blocks[0] == [(b":status", b"103"), (b"link", b"</a.css>; rel=preload")]
 
 
 def test_cookie_crumbs_are_joined(certs: dict[str, str]) -> None:

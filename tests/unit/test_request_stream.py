@@ -199,6 +199,47 @@ async def test_head_body_is_dropped_once_for_every_protocol() -> None:
     assert body == b""
 
 
+class Hinting:
+    """An app that sends 103 Early Hints, then the response, then tries another hint."""
+
+    async def __call__(self, ctx: RequestContext) -> None:
+        await ctx.send_interim(103, [(b"link", b"</a.css>; rel=preload")])
+        await ctx.send_response(200, [(b"content-length", b"2")])
+        await ctx.send_interim(103, [(b"link", b"</late.css>; rel=preload")])  # dropped
+        await ctx.send_data(b"ok")
+        await ctx.end()
+
+
+async def test_interim_response_precedes_the_head_on_http1() -> None:
+    state = make_state(Hinting())
+    _conn, transport = h1_with(state, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    await settle()
+    out = bytes(transport.out)
+    assert out.startswith(b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n"
+                          b"HTTP/1.1 200 OK\r\n")
+    assert out.endswith(b"\r\n\r\nok") and b"late.css" not in out
+    _conn, transport = h1_with(make_state(Hinting()), b"GET /x HTTP/1.0\r\nHost: a\r\n\r\n")
+    await settle()
+    assert bytes(transport.out).startswith(b"HTTP/1.1 200 OK\r\n")  # 1.0 cannot take a 1xx
+
+
+async def test_interim_response_precedes_the_head_on_http2() -> None:
+    conn = H2Connection(make_state(Hinting()), tls=False)
+    transport = MemoryTransport()
+    conn.connection_made(transport)
+    client = h2_client()
+    client.send_headers(1, GET, end_stream=True)
+    conn.data_received(client.data_to_send())
+    await settle()
+    events = client.receive_data(bytes(transport.out))
+    kinds = [type(e).__name__ for e in events if type(e).__name__ in (
+        "InformationalResponseReceived", "ResponseReceived", "DataReceived", "StreamEnded")]
+    assert kinds == ["InformationalResponseReceived", "ResponseReceived", "DataReceived",
+                     "StreamEnded"]
+    interim = next(e for e in events if isinstance(e, h2.events.InformationalResponseReceived))
+    assert interim.headers == [(b":status", b"103"), (b"link", b"</a.css>; rel=preload")]
+
+
 async def test_body_timeout_answers_408_and_closes() -> None:
     async def reader(ctx: RequestContext) -> None:
         if ctx.error_status is not None:
