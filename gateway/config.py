@@ -39,6 +39,17 @@ class ConfigError(Exception):
         return f"{flag_for(self.option)} / {self.option}: {self.message}"
 
 
+@dataclass(frozen=True, slots=True)
+class AccelRoot:
+    """X_ACCEL_ROOT: X-Accel-Redirect URIs under `prefix` name files under `directory`."""
+
+    prefix: str  # "/" (the URI is appended, like nginx `root`) or "/protected/" (`alias`)
+    directory: Path
+
+    def __str__(self) -> str:
+        return str(self.directory) if self.prefix == "/" else f"{self.prefix}={self.directory}"
+
+
 class HostPort(NamedTuple):
     host: str  # literal IP or host name, IPv6 without brackets
     port: int
@@ -220,6 +231,33 @@ def _directory(text: str) -> Path:
 
 def _optional_directory(text: str) -> Path | None:
     return _directory(text) if text else None
+
+
+def _absolute_directories(text: str) -> tuple[Path, ...]:
+    dirs = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if not item.startswith("/"):
+            raise ValueError(f"{item!r} is not an absolute path")
+        try:
+            dirs.append(_directory(item))
+        except ValueError as exc:
+            raise ValueError(f"{item!r}: {exc}") from None
+    return tuple(dirs)
+
+
+def _accel_root(text: str) -> AccelRoot | None:
+    if not text:
+        return None
+    prefix, sep, rest = text.partition("=")
+    if sep and prefix.endswith("/"):
+        if not prefix.startswith("/"):
+            raise ValueError("must be a directory, or /uri-prefix/=directory")
+        text = rest
+    else:
+        prefix = "/"
+    return AccelRoot(prefix, _directory(text))
 
 
 def _existing_file(text: str) -> Path:
@@ -419,6 +457,21 @@ OPTIONS: tuple[Option, ...] = (
            "inside-root: a path whose symlinks resolve outside DOCUMENT_ROOT is 403. Either "
            "way a symlink never exposes a dotfile or PHP source as a static file.",
            "nginx `disable_symlinks`"),
+    Option("X_SENDFILE_ROOTS", "x_sendfile_roots", "", _absolute_directories,
+           "Directories (absolute, comma separated) a PHP response's `X-Sendfile: /path` may "
+           "name: the file is sent instead of PHP's body, with Content-Type, ETag, "
+           "Last-Modified, Range and PHP's other headers (Content-Disposition); the PHP thread "
+           "is free at once. A path resolving outside them is answered 500 and logged; the "
+           "header never reaches the client. Empty: every X-Sendfile is refused so.",
+           "Apache mod_xsendfile `XSendFilePath`", default_doc="empty"),
+    Option("X_ACCEL_ROOT", "x_accel_root", "", _accel_root,
+           "Directory of the files a PHP response's `X-Accel-Redirect: /uri` names, sent as "
+           "for X-Sendfile: `DIR` appends the URI to it (nginx `root`), `/prefix/=DIR` "
+           "replaces the prefix (nginx `alias`). Never served to clients directly, even "
+           "inside DOCUMENT_ROOT (nginx `internal`). A URI with dot segments, outside the "
+           "prefix or leading out of DIR is answered 500 and logged. Empty: every "
+           "X-Accel-Redirect is refused so.",
+           "nginx `location /prefix/ { internal; alias DIR; }`", default_doc="empty"),
     Option("WORKER_SCRIPT", "worker_script", "", _optional_file,
            "Worker mode: each PHP thread runs this script once; it boots the application and "
            "loops on gateway_handle_request() (FrankenPHP's frankenphp_handle_request() works "
@@ -663,6 +716,8 @@ class Config:
     index_file: str | None  # None = traditional mode
     routing: str  # resolved: traditional | front-controller | try-files | spa
     symlinks: str  # "follow" | "inside-root"
+    x_sendfile_roots: tuple[Path, ...]
+    x_accel_root: AccelRoot | None
     worker_script: Path | None  # None = classic mode
     worker_max_requests: int  # 0 = never
     php_max_requests: int  # 0 = never

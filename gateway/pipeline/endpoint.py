@@ -13,6 +13,7 @@ from gateway.pipeline.context import RequestContext
 from gateway.pipeline.php_stage import PhpStage, PhpStageOptions
 from gateway.pipeline.responses import respond, respond_status
 from gateway.pipeline.routing import PhpScript, Redirect, Router, StaticFile
+from gateway.pipeline.sendfile import Sendfile
 from gateway.pipeline.spool import MemoryBudget
 from gateway.pipeline.static import StaticFiles
 
@@ -35,6 +36,7 @@ class Endpoint:
                             request_buffering=config.request_buffering,
                             response_buffering=config.response_buffering),
             MemoryBudget(config.buffer_memory),
+            Sendfile(config.x_sendfile_roots, config.x_accel_root, self.static),
         )
 
     async def __call__(self, ctx: RequestContext) -> None:

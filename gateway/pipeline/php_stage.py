@@ -16,6 +16,7 @@ after the connection took it, so a slow client holds the PHP thread back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from gateway.php.pool import Overloaded, PhpCall, PhpPool, PoolStopped, Unavaila
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.php_length import DeclaredLength
 from gateway.pipeline.responses import respond
+from gateway.pipeline.sendfile import Sendfile, wants_file
 from gateway.pipeline.spool import MemoryBudget, Spool
 from gateway.protocol.events import Headers
 
@@ -57,10 +59,14 @@ class PhpStageOptions:
 
 class PhpStage:
     def __init__(self, pool: PhpPool, options: PhpStageOptions,
-                 budget: MemoryBudget | None = None) -> None:
+                 budget: MemoryBudget | None = None, sendfile: Sendfile | None = None) -> None:
         self.pool = pool
         self.options = options
         self.budget = budget if budget is not None else MemoryBudget(64 << 20)
+        # X-Sendfile / X-Accel-Redirect, handled where PHP's head is first seen: the stage
+        # alone knows the call, so it can drop PHP's body and leave the thread free at once
+        self.sendfile = sendfile
+        self._discarding: set[asyncio.Task[None]] = set()
 
     async def __call__(self, ctx: RequestContext, script: Script, document_root: str) -> None:
         """Runs the script for this request."""
@@ -158,6 +164,10 @@ class PhpStage:
             return
         status, headers = head
         status, headers = _clean_headers(status, headers)
+        if self.sendfile is not None and wants_file(headers):
+            self._discard_body(call)
+            await self.sendfile.send(ctx, headers)
+            return
         if _is_event_stream(headers):
             call.extend(self.options.sse_timeout)
             self.pool.sse_streams += 1
@@ -199,6 +209,21 @@ class PhpStage:
             while data := await call.read():  # acknowledges the previous chunk: PHP goes on
                 await ctx.send_data(length.fit(data) if length is not None else data)
         await self._end(ctx, length)
+
+    def _discard_body(self, call: PhpCall) -> None:
+        """PHP's own body after an X-Sendfile head: taken as PHP writes it and dropped, so
+        the script runs to its end without waiting on anyone."""
+        if call.complete_body() is not None:
+            return
+
+        async def drain() -> None:
+            with contextlib.suppress(Exception):  # a timeout interrupts the script itself
+                while await call.read():
+                    pass
+
+        task = asyncio.create_task(drain())
+        self._discarding.add(task)
+        task.add_done_callback(self._discarding.discard)
 
     async def _end(self, ctx: RequestContext, length: DeclaredLength | None) -> None:
         """End the response, unless PHP wrote less than its own Content-Length: then it is

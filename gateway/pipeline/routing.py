@@ -169,8 +169,9 @@ class Router:
     @classmethod
     def from_config(cls, config: Config) -> Router:
         worker = str(config.worker_script) if config.worker_script is not None else None
+        internal = (str(config.x_accel_root.directory),) if config.x_accel_root else ()
         return cls(config.document_root, config.index_file, mode=config.routing,
-                   symlinks=config.symlinks, worker_script=worker)
+                   symlinks=config.symlinks, internal_dirs=internal, worker_script=worker)
 
     def resolve(self, target: bytes | str) -> Route:
         """Route for a raw request-target (path plus optional ?query, not yet decoded)."""

@@ -155,7 +155,8 @@ def _text(text: str, files: dict[str, Path]) -> str:
 def test_cases_cover_every_option() -> None:
     covered = {env for env, *_ in CASES} | {"TLS_CERT", "TLS_KEY", "HTTP3", "RATE_BURST",
                                             "OTEL_EXPORTER_OTLP_ENDPOINT",
-                                            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}
+                                            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                                            "X_SENDFILE_ROOTS", "X_ACCEL_ROOT"}
     assert covered == {opt.env for opt in OPTIONS}
 
 
@@ -279,6 +280,10 @@ BAD: list[tuple[str, str, str]] = [
     ("WORKER_MAX_REQUESTS", "-1", "non-negative integer"),
     ("WORKER_MAX_REQUESTS", "100", "needs WORKER_SCRIPT"),
     ("PHP_MAX_REQUESTS", "many", "non-negative integer"),
+    ("X_SENDFILE_ROOTS", "relative/dir", "not an absolute path"),
+    ("X_SENDFILE_ROOTS", "{root}, /nonexistent/files", "does not exist"),
+    ("X_ACCEL_ROOT", "/nonexistent/private", "does not exist"),
+    ("X_ACCEL_ROOT", "protected/={root}", "/uri-prefix/=directory"),
     ("SERVER_NAME", "a b", "host name"),
     ("SERVER_NAME", "example.com:80", "no port"),
     ("ERROR_PAGES_DIR", "/nonexistent/errors", "does not exist"),
@@ -401,6 +406,18 @@ def test_worker_script_refuses_other_routing(files: dict[str, Path], env: str, v
     with pytest.raises(ConfigError) as info:
         load(files, env={"WORKER_SCRIPT": str(files["worker"]), env: value})
     assert info.value.option == refused and "WORKER_SCRIPT" in str(info.value)
+
+
+def test_sendfile_roots_and_accel_root(files: dict[str, Path]) -> None:
+    root, errors = files["root"], files["errors"]
+    c = load(files, env={"X_SENDFILE_ROOTS": f"{root}, {errors}", "X_ACCEL_ROOT": str(root)})
+    assert c.x_sendfile_roots == (root, errors)
+    assert (c.x_accel_root.prefix, c.x_accel_root.directory) == ("/", root)  # type: ignore
+    c = load(files, ["--x-accel-root", f"/protected/={errors}"])
+    assert (c.x_accel_root.prefix, c.x_accel_root.directory) == ("/protected/", errors)  # type: ignore
+    assert dict(c.describe())["X_ACCEL_ROOT"] == f"/protected/={errors}"
+    c = load(files)
+    assert (c.x_sendfile_roots, c.x_accel_root) == ((), None)
 
 
 @pytest.mark.parametrize(("given", "missing"), [("TLS_CERT", "TLS_KEY"), ("TLS_KEY", "TLS_CERT")])
