@@ -238,8 +238,7 @@ class Supervisor:
         self.rate_table = shared_rate_table(config)
         # every worker's metrics and status snapshots, kept while the server lives so that
         # a restarted worker's counts are still summed (gateway/observability/metrics.py)
-        self.metrics_dir = Path(tempfile.mkdtemp(prefix="php-gateway-metrics-")) \
-            if config.internal_addr is not None else None
+        self.metrics_dir = metrics_directory(config)
 
     def _spawn(self, w: _Worker) -> None:
         try:
@@ -368,6 +367,19 @@ class Supervisor:
             shutil.rmtree(self.metrics_dir, ignore_errors=True)
         log.info("stopped")
         return code
+
+
+def metrics_directory(config: Config) -> Path | None:
+    """Where the workers leave their metrics snapshots (in TMPDIR); None without
+    INTERNAL_ADDR, where nothing would read them."""
+    if config.internal_addr is None:
+        return None
+    try:
+        return Path(tempfile.mkdtemp(prefix="php-gateway-metrics-"))
+    except OSError as exc:
+        raise SystemExit(f"php-gateway: --internal-addr / INTERNAL_ADDR: cannot make the "
+                         f"metrics directory in TMPDIR ({os.environ.get('TMPDIR', '/tmp')}): "
+                         f"{exc.strerror or exc} (set TMPDIR to a writable directory)") from None
 
 
 def shared_rate_table(config: Config) -> RateTable | None:
