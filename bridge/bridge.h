@@ -32,6 +32,9 @@ typedef struct pg_config {
     int worker_threads;
     int worker_max_requests;      /* restart a worker script after that many requests; 0 never */
     int max_requests;             /* replace any thread after that many requests; 0 never */
+    double request_timeout;       /* REQUEST_TIMEOUT in seconds, what a heartbeat renews; 0 none */
+    double heartbeat_max;         /* heartbeats extend a request to this long after a thread took
+                                   * it, no further; 0 refuses them */
 } pg_config;
 
 /* Event types delivered by pg_poll. */
@@ -42,6 +45,7 @@ typedef struct pg_config {
 #define PG_EV_LOG        5  /* code = syslog level; data = message */
 #define PG_EV_DONE       6  /* the thread is done with the request; code = exit status */
 #define PG_EV_INTERIM    7  /* code = 1xx status; data = "Link: value\0" lines (headers_send) */
+#define PG_EV_HEARTBEAT  8  /* code = milliseconds from now the request's deadline moves to */
 
 /* Flags of PG_EV_DONE. */
 #define PG_DONE_FATAL      1  /* ended by a fatal error (error, uncaught exception, limits) */

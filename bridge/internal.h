@@ -80,6 +80,8 @@ size_t pg_slot_read_body(pg_slot *s, char *buf, size_t count);
 /* Blocks while the response credit is used up; false if the client is gone. */
 bool pg_slot_reserve_output(pg_slot *s, size_t len);
 void pg_slot_finish(pg_slot *s);
+/* gateway_request_heartbeat(): false when no deadline applies or the move passes the bound. */
+bool pg_slot_heartbeat(pg_slot *s, double seconds);
 void pg_count_fatal(void);
 /* The one way a thread takes its next request and hands it back, for the classic loop and
  * gateway_handle_request alike. Take blocks; NULL: leave the loop (stopping, or the

@@ -365,6 +365,16 @@ bool pg_slot_reserve_output(pg_slot *s, size_t len) {
     return ok;
 }
 
+bool pg_slot_heartbeat(pg_slot *s, double seconds) {
+    double extend = seconds > 0 ? seconds : P.cfg.request_timeout;
+    if (seconds < 0 || P.cfg.request_timeout <= 0 || P.cfg.heartbeat_max <= 0) return false;
+    /* a script that keeps beating still ends: REQUEST_HEARTBEAT_MAX after it started */
+    if (pg_now() + extend > s->started + P.cfg.heartbeat_max) return false;
+    double ms = extend * 1000.0;
+    pg_push_event(s->handle, PG_EV_HEARTBEAT, ms > 2e9 ? 2000000000 : (int)ms, 0, NULL, 0);
+    return true;
+}
+
 void pg_slot_finish(pg_slot *s) {
     pthread_mutex_lock(&s->mu);
     bool first = !s->finished;

@@ -29,6 +29,11 @@ bool pg_request_finish(void);
  * final one. False when there is no request or its headers have already been sent. */
 bool pg_request_send_interim(int status);
 
+/* Moves the running request's deadline to `seconds` from now (0: REQUEST_TIMEOUT again).
+ * False when no deadline applies, seconds < 0, or the move would pass REQUEST_HEARTBEAT_MAX
+ * after the request started. */
+bool pg_request_heartbeat(long seconds);
+
 /* While partial is set, PHP's read_post returns the request-body bytes that have arrived
  * (at least one, or none at the end) instead of waiting to fill its whole block, so a
  * script reading php://input sees lines as they come. */

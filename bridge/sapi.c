@@ -585,6 +585,11 @@ static bool is_link_header(const sapi_header_struct *h) {
     return h->header_len > 5 && !strncasecmp(h->header, "link:", 5);
 }
 
+bool pg_request_heartbeat(long seconds) {
+    pg_slot *s = current_slot();
+    return s && pg_slot_heartbeat(s, (double)seconds);
+}
+
 bool pg_request_send_interim(int status) {
     pg_slot *s = current_slot();
     if (!s || s->finished || SG(headers_sent)) return false;

@@ -1,6 +1,7 @@
 /* PHP functions php-fpm users rely on, registered as the SAPI's additional module:
  * fastcgi_finish_request(), getallheaders() and apache_request_headers(), FrankenPHP's
- * headers_send() (103 Early Hints); and php://input read as the body arrives. Reaches the running request only through bridge/request_api.h. */
+ * headers_send() (103 Early Hints), gateway_request_heartbeat() (tokio_php's
+ * tokio_request_heartbeat()); and php://input read as the body arrives. Reaches the running request only through bridge/request_api.h. */
 #include "php.h"
 #include "SAPI.h"
 #include "ext/standard/info.h"
@@ -108,6 +109,22 @@ static PHP_MINIT_FUNCTION(php_gateway) {
 /* FrankenPHP's headers_send(): 103 sends Early Hints, an interim response with the Link
  * headers set so far, while the script goes on to the final one; another status becomes the
  * response's and its headers leave now. */
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_gateway_request_heartbeat, 0, 0, _IS_BOOL, 0)
+    ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, seconds, IS_LONG, 0, "0")
+ZEND_END_ARG_INFO()
+
+/* A long job says it is alive: the gateway's REQUEST_TIMEOUT for this request restarts, for
+ * $seconds (0: REQUEST_TIMEOUT), within REQUEST_HEARTBEAT_MAX. PHP's own max_execution_time
+ * is set_time_limit()'s business. Also under tokio_php's name, tokio_request_heartbeat(). */
+PHP_FUNCTION(gateway_request_heartbeat) {
+    zend_long seconds = 0;
+    ZEND_PARSE_PARAMETERS_START(0, 1)
+        Z_PARAM_OPTIONAL
+        Z_PARAM_LONG(seconds)
+    ZEND_PARSE_PARAMETERS_END();
+    RETURN_BOOL(pg_request_heartbeat((long)seconds));
+}
+
 PHP_FUNCTION(headers_send) {
     zend_long status = 103;
     ZEND_PARSE_PARAMETERS_START(0, 1)
@@ -131,6 +148,9 @@ static const zend_function_entry gateway_functions[] = {
     ZEND_FE(fastcgi_finish_request, arginfo_fastcgi_finish_request)
     ZEND_FE(getallheaders, arginfo_getallheaders)
     ZEND_FE(headers_send, arginfo_headers_send)
+    ZEND_FE(gateway_request_heartbeat, arginfo_gateway_request_heartbeat)
+    ZEND_RAW_FENTRY("tokio_request_heartbeat", zif_gateway_request_heartbeat,
+                    arginfo_gateway_request_heartbeat, 0, NULL, NULL)
     ZEND_RAW_FENTRY("apache_request_headers", zif_getallheaders, arginfo_getallheaders, 0, NULL, NULL)
     PG_WORKER_FUNCTIONS
     ZEND_FE_END

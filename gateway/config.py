@@ -522,6 +522,14 @@ OPTIONS: tuple[Option, ...] = (
            "interrupted; 'off' disables.",
            "tokio_php REQUEST_TIMEOUT; nginx `fastcgi_read_timeout`, php-fpm "
            "`request_terminate_timeout`"),
+    Option("REQUEST_HEARTBEAT_MAX", "request_heartbeat_max", "10m", _timeout_or_off,
+           "Longest a request may run, from when PHP started it, by calling "
+           "gateway_request_heartbeat(int $seconds = 0) (or tokio_request_heartbeat()): each "
+           "call moves the request's deadline to $seconds from now (0: REQUEST_TIMEOUT) and "
+           "returns true, or returns false and changes nothing past this bound, with "
+           "REQUEST_TIMEOUT off or a negative $seconds. 'off' refuses every heartbeat. PHP's "
+           "max_execution_time still applies (set_time_limit()).",
+           "tokio_php `tokio_request_heartbeat()`"),
     Option("SSE_TIMEOUT", "sse_timeout", "30m", _timeout_or_off,
            "Request timeout for text/event-stream responses (replaces REQUEST_TIMEOUT once the "
            "response is SSE); 'off' disables.", "tokio_php SSE_TIMEOUT"),
@@ -727,6 +735,7 @@ class Config:
     drain_timeout_secs: float
     static_cache_ttl: int | None  # seconds; None = no Cache-Control
     request_timeout: float | None  # seconds; None = off
+    request_heartbeat_max: float | None  # seconds; None = heartbeats refused
     sse_timeout: float | None
     header_timeout_secs: float
     body_timeout_secs: float

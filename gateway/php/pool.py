@@ -73,6 +73,8 @@ class PoolOptions:
     worker_vars: bytes = b""  # the script's $_SERVER before its first request (name \0 value \0)
     worker_max_requests: int = 0  # WORKER_MAX_REQUESTS: restart the script after N; 0 = never
     max_requests: int = 0  # PHP_MAX_REQUESTS: replace a thread after N requests; 0 = never
+    request_timeout: float | None = None  # REQUEST_TIMEOUT: what a heartbeat renews
+    heartbeat_max: float | None = None  # REQUEST_HEARTBEAT_MAX; None refuses heartbeats
 
 
 @dataclass(slots=True)
@@ -285,6 +287,11 @@ class PhpCall:
         self._interims.append((status, headers))
         self._wake(self._head, None)
 
+    def _on_heartbeat(self, seconds: float) -> None:
+        """gateway_request_heartbeat(): the deadline moves out (never in); none stays none."""
+        if self.deadline:
+            self.deadline = max(self.deadline, self._loop.time() + seconds)
+
     def _on_body(self, data: bytes) -> None:
         self._chunks.append(data)
         self._wake(self._waiter)
@@ -368,6 +375,8 @@ class PhpPool:
                 "worker_threads": opts.worker_threads if worker_script != ffi.NULL else 0,
                 "worker_max_requests": opts.worker_max_requests,
                 "max_requests": opts.max_requests,
+                "request_timeout": opts.request_timeout or 0.0,
+                "heartbeat_max": opts.heartbeat_max or 0.0,
             },
         )
         err = ffi.new("char[]", 512)
@@ -517,6 +526,9 @@ class PhpPool:
                 elif kind == lib.PG_EV_HEADERS:
                     if call is not None:
                         call._on_headers(ev.code, ffi.unpack(ev.data, ev.len), ev.started)
+                elif kind == lib.PG_EV_HEARTBEAT:
+                    if call is not None:
+                        call._on_heartbeat(ev.code / 1000)
                 elif kind == lib.PG_EV_INTERIM:
                     if call is not None:
                         call._on_interim(ev.code, ffi.unpack(ev.data, ev.len))

@@ -26,4 +26,6 @@ def pool_options(config: Config, process_index: int) -> PoolOptions:
         worker_vars=worker_vars,
         worker_max_requests=config.worker_max_requests,
         max_requests=config.php_max_requests,
+        request_timeout=config.request_timeout,
+        heartbeat_max=config.request_heartbeat_max,
     )
