@@ -563,30 +563,37 @@ static void count_alive(pg_worker *w) {
     pthread_mutex_unlock(&P.mu);
 }
 
-static void set_failing(pg_worker *w, bool failing) {
-    if (w->failing == failing) return;
-    pg_slot *unavailable[64];
-    int n = 0;
-    pthread_mutex_lock(&P.mu);
-    w->failing = failing;
-    P.failing += failing ? 1 : -1;
+/* No worker will boot soon: the requests queued for one get an answer now, not a timeout. */
+static void refuse_queued_for_workers(void) {
     pg_queue *q = &P.queues[1];
-    if (P.failing == P.cfg.worker_threads) {
-        /* No worker will boot soon: queued requests get an answer now, not a timeout. */
-        while (q->len > 0 && n < 64) {
-            unavailable[n++] = &P.slots[q->ring[q->head]];
+    for (;;) {
+        pg_slot *batch[64];
+        int n = 0;
+        pthread_mutex_lock(&P.mu);
+        while (P.failing == P.cfg.worker_threads && q->len > 0 && n < 64) {
+            batch[n++] = &P.slots[q->ring[q->head]];
             q->head = (q->head + 1) % q->cap;
             q->len--;
         }
+        pthread_mutex_unlock(&P.mu);
+        if (n == 0) return;
+        for (int i = 0; i < n; i++) {
+            pg_slot *s = batch[i];
+            pthread_mutex_lock(&s->mu);
+            s->state = SLOT_DONE;
+            pthread_mutex_unlock(&s->mu);
+            pg_push_timed_event(s->handle, PG_EV_DONE, 0, PG_DONE_UNAVAILABLE, NULL, 0, 0.0, 0.0);
+        }
     }
+}
+
+static void set_failing(pg_worker *w, bool failing) {
+    if (w->failing == failing) return;
+    pthread_mutex_lock(&P.mu);
+    w->failing = failing;
+    P.failing += failing ? 1 : -1;
     pthread_mutex_unlock(&P.mu);
-    for (int i = 0; i < n; i++) {
-        pg_slot *s = unavailable[i];
-        pthread_mutex_lock(&s->mu);
-        s->state = SLOT_DONE;
-        pthread_mutex_unlock(&s->mu);
-        pg_push_timed_event(s->handle, PG_EV_DONE, 0, PG_DONE_UNAVAILABLE, NULL, 0, 0.0, 0.0);
-    }
+    if (failing) refuse_queued_for_workers();
 }
 
 void pg_worker_booted(pg_worker *w) {
