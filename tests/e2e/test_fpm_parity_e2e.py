@@ -38,6 +38,12 @@ SCRIPTS = {
     "hello.php": "<?php echo 'hello';",
     "headers.php": "<?php header('Content-Type: application/json');"
                    " echo json_encode(getallheaders());",
+    "session.php": """<?php
+        session_start();
+        $_SESSION['n'] = ($_SESSION['n'] ?? 0) + 1;
+        header('Content-Type: application/json');
+        $dir = session_save_path() ?: sys_get_temp_dir();
+        echo json_encode(['n' => $_SESSION['n'], 'writable' => is_writable($dir)]);""",
     "lines.php": """<?php
         while (ob_get_level()) ob_end_flush();
         header('Content-Type: text/plain');
@@ -160,3 +166,15 @@ def test_php_input_yields_lines_as_they_arrive(server: Server, certs: dict[str, 
     assert head.startswith(b"HTTP/1.1 200")
     assert b"transfer-encoding: chunked" in head.lower()
     assert b"got first\n" in body and b"got second\n" in body and b"end\n" in body
+
+
+async def test_sessions_work_with_the_shipped_php_ini(client: ProtocolClient) -> None:
+    # no session.save_path to create first: the shipped php.ini uses the temp directory
+    first = await client.request("GET", "/session.php")
+    assert first.status == 200 and json.loads(first.body)["n"] == 1
+    assert json.loads(first.body)["writable"] is True
+    cookie = first.header(b"set-cookie")
+    assert cookie is not None and cookie.startswith(b"PHPSESSID=")
+    crumb = cookie.split(b";", 1)[0]
+    second = await client.request("GET", "/session.php", headers=[(b"cookie", crumb)])
+    assert json.loads(second.body)["n"] == 2
