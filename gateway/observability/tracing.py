@@ -16,7 +16,7 @@ no API call is made at all: the ids are made here, which is all a no-op tracer w
 
 from __future__ import annotations
 
-import os
+import random
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +30,9 @@ _HEX = frozenset(b"0123456789abcdef")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 _MAX_REQUEST_ID = 200
+# ids must be unique, not secret (the OpenTelemetry SDK draws its own the same way): a
+# generator seeded from os.urandom in each process costs a third of a read of os.urandom
+_random = random.Random()
 
 
 def parse_traceparent(value: bytes) -> tuple[str, str, str] | None:
@@ -60,9 +63,9 @@ def valid_request_id(value: bytes) -> bool:
 
 
 def new_ids() -> tuple[str, str, str]:
-    """A trace id, a span id and a request id, from one read of the kernel's random source
-    (one call per request: three cost three times as much)."""
-    hex_ = os.urandom(40).hex()
+    """A trace id, a span id and a request id, from one draw (three cost three times as
+    much)."""
+    hex_ = _random.randbytes(40).hex()
     trace, span = hex_[:32], hex_[32:48]
     if trace == _ZERO_TRACE or span == _ZERO_SPAN:  # invalid ids (2^-64): draw again
         return new_ids()
