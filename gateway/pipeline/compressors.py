@@ -14,7 +14,7 @@ from typing import Protocol
 import brotli
 import zstandard
 
-FAST = {"zstd": 3, "br": 5, "gzip": 5}
+FAST = {"zstd": 3, "br": 5, "gzip": 4}
 BEST = {"zstd": 19, "br": 11, "gzip": 9}
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
 
