@@ -41,7 +41,7 @@ from gateway.observability.histogram import LATENCY_BUCKETS, Histogram
 if TYPE_CHECKING:
     import asyncio
 
-    from gateway.php.pool import PhpPool
+    from gateway.php.pool import PhpPool, PoolStats
     from gateway.server.state import ServerState
 
 FLUSH_SECONDS = 1.0
@@ -311,6 +311,7 @@ class WorkerMetrics:
         self.pid = os.getpid()
         self.path = directory / f"worker-{worker}-{self.pid}.json"
         self._timer: asyncio.TimerHandle | None = None
+        self._stats: PoolStats | None = None
 
     def snapshot(self) -> Snapshot:
         from gateway.observability.status import process_status
@@ -332,7 +333,9 @@ class WorkerMetrics:
         self._add_servers(snap)
         pool = self.pool
         if pool.started:
-            s = pool.stats()
+            self._stats = pool.stats()
+        s = self._stats  # after pool.stop(), the last counts: a counter must not drop
+        if s is not None:
             for name, value in (("php_threads", s.threads), ("php_threads_alive", s.threads_alive),
                                 ("php_threads_busy", s.busy), ("php_queue_depth", s.queued),
                                 ("php_requests", s.requests), ("php_rejected", s.rejected)):

@@ -213,3 +213,41 @@ def test_server_timing_names_php_only_once_php_ran() -> None:
     record.php_submitted, record.php_started, record.php_ended = 100.0, 100.002, 100.010
     assert re.fullmatch(rb"queue;dur=2\.000, php;dur=8\.000, total;dur=\d+\.\d{3}",
                         server_timing(record))
+
+
+class _StoppedLater:
+    """What WorkerMetrics reads of a PHP pool, which a test can stop."""
+
+    def __init__(self) -> None:
+        from gateway.php.pool import PoolStats
+
+        self.started = True
+        self.timeouts = self.sse_streams = self.fatals = 0
+        self.wait_seconds, self.run_seconds = Histogram(), Histogram()
+        self.php_errors: list[dict[str, object]] = []
+        self.stats_now = PoolStats(2, 2, 1, 0, 41, 0, 3, 0, 0)
+
+    def stats(self) -> object:
+        assert self.started, "the bridge has no stats once stopped"
+        return self.stats_now
+
+    def threads(self) -> list[object]:
+        return []
+
+    def calls(self) -> list[object]:
+        return []
+
+
+def test_a_stopped_pool_keeps_its_last_counts(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from gateway.observability.metrics import WorkerMetrics
+
+    pool = _StoppedLater()
+    worker = WorkerMetrics(Path(str(tmp_path)), 0, pool, RequestMetrics())  # type: ignore[arg-type]
+    worker.flush()
+    pool.started = False  # the drain is over: pool.stop(), then the last flush
+    worker.stop()
+    [snap] = [Snapshot.from_json(p.read_bytes()) for p in Path(str(tmp_path)).iterdir()]
+    series = {name: items[0][1] for name, items in snap.series.items() if not items[0][0]}
+    assert (series["php_requests"], series["php_rejected"]) == (41, 3)
