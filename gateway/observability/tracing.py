@@ -146,9 +146,10 @@ class Tracing:
         if query:
             attributes["url.query"] = query
         host = request.authority or next((v for n, v in request.headers if n == b"host"), b"")
-        if host:
-            attributes["server.address"] = host.decode("latin-1").rsplit(":", 1)[0] \
-                if not host.startswith(b"[") else host.decode("latin-1").split("]")[0] + "]"
+        if host:  # without its port; an IPv6 literal keeps its brackets
+            name = host[: host.find(b"]") + 1] if host.startswith(b"[") else \
+                host.partition(b":")[0]
+            attributes["server.address"] = name.decode("latin-1")
         agent = next((v for n, v in request.headers if n == b"user-agent"), None)
         if agent is not None:
             attributes["user_agent.original"] = agent.decode("latin-1")
