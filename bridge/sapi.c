@@ -501,6 +501,7 @@ pg_script_end pg_php_run_worker(pg_worker *w) {
     const pg_config *c = pg_pool_config();
     pg_script_end end = {.healthy = true};
     pg_slot *boot = &script_context;
+    memset(boot, 0, sizeof *boot); /* nothing of the last run (finished, partial reads) */
     boot->handle = -1;
     boot->script_filename = c->worker_script;
     boot->vars = c->worker_vars;
@@ -617,7 +618,7 @@ bool pg_request_send_interim(int status) {
 bool pg_request_finish(void) {
     pg_slot *s = current_slot();
     /* Only this thread sets finished (pg_slot_finish), so it reads it without the lock. */
-    if (!s || s->finished) return false;
+    if (!s || s->finished || is_script_context(s)) return false;
     php_output_end_all();
     php_header();
     pg_slot_finish(s);
