@@ -89,6 +89,10 @@ class MemoDecoder(Decoder):
         return headers
 
 
+# response fields whose value is new in every response (request and trace ids, timings)
+VOLATILE = frozenset((b"traceparent", b"tracestate", b"x-request-id", b"server-timing"))
+
+
 class MemoEncoder(Encoder):
     """hpack's Encoder with a per-connection memo of table-neutral header lists."""
 
@@ -109,15 +113,21 @@ class MemoEncoder(Encoder):
         # plain (name, value) pairs only: a HeaderTuple or a third item may ask never-indexed
         if any(type(field) is not tuple or len(field) != 2 for field in fields):
             return super().encode(fields, huffman)
+        tail = b""
+        if any(field[0] in VOLATILE for field in fields):
+            # fields new in every response would make every block new: they go last, never
+            # indexed (table-neutral), and the rest of the block stays a memo hit
+            tail = super().encode([(n, v, True) for n, v in fields if n in VOLATILE], huffman)
+            fields = tuple(field for field in fields if field[0] not in VOLATILE)
         key = (fields, huffman)
         hit = self._memo.get(key)
         if hit is not None and hit[0] == table.version:
-            return hit[1]
+            return hit[1] + tail if tail else hit[1]
         version = table.version
         encoded = super().encode(fields, huffman)
         if table.version == version:
             _remember(self._memo, key, (version, encoded))
-        return encoded
+        return encoded + tail if tail else encoded
 
 
 __all__ = ["HeaderTuple", "MemoDecoder", "MemoEncoder"]

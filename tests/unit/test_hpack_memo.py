@@ -7,7 +7,7 @@ import hpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.protocol.hpack_memo import MemoDecoder
+from gateway.protocol.hpack_memo import MemoDecoder, MemoEncoder
 
 NAMES = [b":path", b"cookie", b"user-agent", b"x-a", b"x-b", b"accept"]
 VALUES = [b"/", b"/a?q=1", b"session=abc", b"theme=dark", b"v1", b"v2", b"x" * 300]
@@ -100,3 +100,16 @@ def test_memo_encoder_leaves_sensitive_fields_to_hpack() -> None:
         assert decoded == [(b"set-cookie", b"sid=1")]
         assert isinstance(decoded[0], hpack.NeverIndexedHeaderTuple)
     assert encoder._memo == {}
+
+
+def test_fields_new_in_every_response_do_not_defeat_the_memo() -> None:
+    encoder = MemoEncoder()
+    decoder = hpack.Decoder()
+    stable = [(b":status", b"200"), (b"content-type", b"text/html"), (b"content-length", b"13")]
+    for i in range(4):
+        ids = [(b"traceparent", b"00-%032x-%016x-01" % (i, i)), (b"x-request-id", b"%d" % i)]
+        block = encoder.encode([stable[0], ids[0], *stable[1:], ids[1]])
+        assert decoder.decode(block, raw=True) == [*stable, *ids]  # the ids go last
+        names = {name for name, _ in decoder.header_table.dynamic_entries}
+        assert not names & {b"traceparent", b"x-request-id"}  # never indexed
+    assert len(encoder._memo) == 1  # one block without the ids, hit from the third on
