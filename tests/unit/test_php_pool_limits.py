@@ -13,13 +13,13 @@ from php_harness import REPO
 
 PRELUDE = """
 import asyncio, json, sys, time
-sys.path.insert(0, %r)
+sys.path.insert(0, {tests!r})
 from php_harness import run_php, php_request, REPO
 from gateway.php.pool import PhpPool, PoolOptions
 pool = PhpPool(PoolOptions(threads=1, queue_capacity=4,
                            ini_path=REPO / "gateway" / "php" / "php.ini"))
 pool.start()
-""" % str(REPO / "tests")
+""".format(tests=str(REPO / "tests"))
 
 
 def run_script(body: str) -> dict[str, object]:
