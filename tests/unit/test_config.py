@@ -15,6 +15,7 @@ import trustme
 from gateway.config import (
     DEFAULT_PHP_INI,
     OPTIONS,
+    AccelRoot,
     Config,
     ConfigError,
     HostPort,
@@ -80,6 +81,11 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("ROUTING", "try-files", "routing", "try-files"),
     ("ROUTING", "AUTO", "routing", "traditional"),
     ("SYMLINKS", "inside-root", "symlinks", "inside-root"),
+    ("X_SENDFILE_ROOTS", "{root}, {errors}", "x_sendfile_roots",
+     lambda f: (f["root"], f["errors"])),
+    ("X_ACCEL_ROOT", "{root}", "x_accel_root", lambda f: AccelRoot("/", f["root"])),
+    ("X_ACCEL_ROOT", "/protected/={errors}", "x_accel_root",
+     lambda f: AccelRoot("/protected/", f["errors"])),
     ("WORKER_SCRIPT", "{worker}", "worker_script", "{worker}"),
     ("WORKER_MAX_REQUESTS", "0", "worker_max_requests", 0),  # others need WORKER_SCRIPT: below
     ("PHP_MAX_REQUESTS", "500", "php_max_requests", 500),
@@ -147,6 +153,8 @@ CASES: list[tuple[str, str, str, Any]] = [
 def _fill(value: Any, files: dict[str, Path]) -> Any:
     if isinstance(value, str) and value.startswith("{") and value.endswith("}"):
         return files[value[1:-1]]
+    if callable(value):  # a value built from the fixture paths
+        return value(files)
     return value
 
 
@@ -157,8 +165,7 @@ def _text(text: str, files: dict[str, Path]) -> str:
 def test_cases_cover_every_option() -> None:
     covered = {env for env, *_ in CASES} | {"TLS_CERT", "TLS_KEY", "HTTP3", "RATE_BURST",
                                             "OTEL_EXPORTER_OTLP_ENDPOINT",
-                                            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-                                            "X_SENDFILE_ROOTS", "X_ACCEL_ROOT"}
+                                            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}
     assert covered == {opt.env for opt in OPTIONS}
 
 
