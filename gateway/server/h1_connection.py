@@ -192,10 +192,6 @@ class H1Connection(asyncio.Protocol):
         if interim:
             self._write_soon(interim)
 
-    def write_interim(self, stream: RequestStream, status: int, headers: Headers) -> None:
-        if stream is self._stream:
-            self._write_soon(self.conn.send_interim(status, headers))
-
     def write_body(self, stream: RequestStream, data: bytes | memoryview) -> int:
         if stream is self._stream:
             out = self.conn.send_data(data)  # type: ignore[arg-type]  # takes all: no view
