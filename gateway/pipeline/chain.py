@@ -24,12 +24,15 @@ a timeout, the fallback 500 when the app failed.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from gateway.config import Config
-from gateway.php.pool import PhpPool
 from gateway.pipeline.access_log import access_log
 from gateway.pipeline.compression import compression
 from gateway.pipeline.context import App, Middleware
-from gateway.pipeline.endpoint import Endpoint
+
+if TYPE_CHECKING:
+    from gateway.php.pool import PhpPool
 from gateway.pipeline.error_pages import error_pages
 from gateway.pipeline.proxies import trusted_proxies
 from gateway.pipeline.rate_limit import rate_limit
@@ -61,4 +64,6 @@ def compose(middleware: list[Middleware], endpoint: App) -> App:
 
 
 def build_app(config: Config, pool: PhpPool, observer: Middleware | None = None) -> App:
+    from gateway.pipeline.endpoint import Endpoint  # needs the compiled bridge; compose does not
+
     return compose(middleware_for(config, observer), Endpoint(config, pool))
