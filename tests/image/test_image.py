@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -168,6 +169,10 @@ def writable(request: pytest.FixtureRequest) -> Container:
     return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
 
 
+def trust(certs: dict[str, Path]) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(certs["ca"]))
+
+
 def cli(*args: str, docroot: Path | None = None) -> str:
     mount = ["-v", f"{docroot}:/var/www/html"] if docroot else []
     return engine("run", "--rm", *mount, IMAGE, *args).stdout
@@ -191,9 +196,9 @@ def test_http2_cleartext_prior_knowledge(plain: Container) -> None:
 
 def test_tls_http2_and_http1(tls: Container, certs: dict[str, Path]) -> None:
     url = f"https://127.0.0.1:{tls.tls_port}/runtime.php"
-    with httpx.Client(http2=True, verify=str(certs["ca"]), timeout=10) as client:
+    with httpx.Client(http2=True, verify=trust(certs), timeout=10) as client:
         assert client.get(url).http_version == "HTTP/2"
-    with httpx.Client(verify=str(certs["ca"]), timeout=10) as client:
+    with httpx.Client(verify=trust(certs), timeout=10) as client:
         r = client.get(url)
         assert r.status_code == 200 and r.http_version == "HTTP/1.1"
     # HTTP keeps its own port next to the TLS one (TLS_LISTEN_ADDR in the image)
@@ -211,7 +216,7 @@ def test_http3_with_mounted_certificate(tls: Container, certs: dict[str, Path]) 
 
     status, body = asyncio.run(go())
     assert status == 200 and json.loads(body)["euid"] == UID
-    alt_svc = httpx.get(f"https://127.0.0.1:{port}/", verify=str(certs["ca"]),
+    alt_svc = httpx.get(f"https://127.0.0.1:{port}/", verify=trust(certs),
                         timeout=10).headers.get("alt-svc", "")
     assert "h3" in alt_svc
 
