@@ -7,6 +7,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 ARGS ?=
+# the ZTS build also makes php-fpm from the same compile: the tests' nginx + php-fpm baseline
+export PHP_WITH_FPM := 1
 
 .PHONY: serve test lint deps php bridge bench clean image-test
 

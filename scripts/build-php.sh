@@ -8,6 +8,8 @@
 #   PHP_VARIANT         zts (default): ZTS embed SAPI as libphp.so, what the gateway runs;
 #                       fpm: NTS php-fpm with the same extensions, the benchmark's baseline
 #                       (built as the official php:8.4-fpm image is)
+#   PHP_WITH_FPM        1: the zts variant also builds php-fpm (sbin/php-fpm, ZTS) in the
+#                       same compile, for the tests' nginx + php-fpm comparisons
 #   PHP_BUILD_JOBS      make -j (default: nproc)
 set -euo pipefail
 
@@ -20,7 +22,12 @@ script_rev=3   # bump when the build steps change in a way that needs a rebuild
 variant=${PHP_VARIANT:-zts}
 case "$variant" in
   zts) sapi_flags=(--enable-embed=shared --enable-zts --disable-zend-signals
-                   --enable-zend-max-execution-timers) ;;
+                   --enable-zend-max-execution-timers)
+       # PHP_WITH_FPM=1 (the Makefile's): php-fpm out of the same compile, for the e2e tests
+       # that hold php-gateway's answers against nginx + php-fpm built from the same source
+       if [ "${PHP_WITH_FPM:-0}" = 1 ]; then
+         sapi_flags+=(--enable-fpm --with-fpm-user=www-data --with-fpm-group=www-data)
+       fi ;;
   fpm) sapi_flags=(--enable-fpm --with-fpm-user=www-data --with-fpm-group=www-data) ;;
   *) echo "build-php: PHP_VARIANT must be zts or fpm, got '$variant'" >&2; exit 2 ;;
 esac

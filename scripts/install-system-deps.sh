@@ -7,7 +7,10 @@ profile=${1:-test}
 runtime=(ca-certificates python3 libxml2 libsqlite3-0 libssl3 libcurl4 libonig5 libpng16-16
          libjpeg62-turbo libwebp7 libfreetype6 libicu72 libzip4 libsodium23 libpq5 libargon2-1)
 # chromium: the /status page's screenshot test; prometheus: promtool checks deploy/'s config
-test_tools=(curl nghttp2-client ngtcp2-client wrk chromium prometheus)
+# nginx-light, php-laravel-framework, php-symfony: the Laravel and Symfony applications the
+# e2e tests serve with php-gateway and with nginx + php-fpm side by side
+test_tools=(curl nghttp2-client ngtcp2-client wrk chromium prometheus nginx-light
+            php-laravel-framework php-symfony)
 # php-symfony-*: Symfony 5.4 for bench/symfony (the worker-mode benchmark's application)
 bench_tools=(nginx-light libnginx-mod-http-brotli-filter php8.2-fpm mariadb-server
              linux-perf php-symfony-http-kernel php-symfony-routing
