@@ -778,14 +778,6 @@ class Config:
     service_name: str
 
     @property
-    def otlp_traces_url(self) -> str:
-        """Where spans are posted (OTLP/HTTP)."""
-        if self.otel_exporter_otlp_traces_endpoint:
-            return self.otel_exporter_otlp_traces_endpoint
-        base = self.otel_exporter_otlp_endpoint or "http://localhost:4318"
-        return base.rstrip("/") + "/v1/traces"
-
-    @property
     def tls(self) -> bool:
         return self.tls_cert is not None
 

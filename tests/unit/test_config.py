@@ -23,6 +23,7 @@ from gateway.config import (
     load_config,
     options_markdown,
 )
+from gateway.observability.otel_export import traces_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -534,12 +535,12 @@ def test_metrics_follow_the_internal_server(files: dict[str, Path]) -> None:
 
 def test_otlp_endpoints_and_service_name(files: dict[str, Path]) -> None:
     c = load(files, env={"OTEL_TRACES_EXPORTER": "otlp", "SERVICE_NAME": "shop"})
-    assert (c.otel_service_name, c.otlp_traces_url) == ("shop", "http://localhost:4318/v1/traces")
+    assert (c.otel_service_name, traces_url(c)) == ("shop", "http://localhost:4318/v1/traces")
     c = load(files, env={"OTEL_TRACES_EXPORTER": "otlp",
                          "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/"})
-    assert c.otlp_traces_url == "http://collector:4318/v1/traces"
+    assert traces_url(c) == "http://collector:4318/v1/traces"
     assert c.otel_exporter_otlp_endpoint == "http://collector:4318/"
     c = load(files, ["--otel-exporter-otlp-traces-endpoint", "https://x.example/t"],
              {"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"})
-    assert (c.otlp_traces_url, c.otel_exporter_otlp_traces_endpoint) == (
+    assert (traces_url(c), c.otel_exporter_otlp_traces_endpoint) == (
         "https://x.example/t", "https://x.example/t")
