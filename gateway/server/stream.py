@@ -15,8 +15,8 @@ import asyncio
 from collections import deque
 from typing import Protocol
 
+from gateway.pipeline.responses import respond_status
 from gateway.protocol.events import Headers, Request
-from gateway.protocol.response_headers import REASONS
 from gateway.server.state import ServerState, log
 
 _OPEN, _STARTED, _ENDED = range(3)  # response state
@@ -178,10 +178,6 @@ class RequestStream:
         return self._response != _OPEN
 
     @property
-    def response_ended(self) -> bool:
-        return self._response == _ENDED
-
-    @property
     def waiting_to_send(self) -> bool:
         return self._send_waiter is not None
 
@@ -236,12 +232,7 @@ class RequestStream:
                 return
             log.exception("error response failed", status=status)
             if self._response == _OPEN:  # the chain itself fails: answer without it
-                body = b"%d %s\n" % (status, REASONS.get(status, b""))
-                await self.send_response(status, [(b"content-type", b"text/plain; charset=utf-8"),
-                                                  (b"content-length", b"%d" % len(body))])
-                await self.send_data(body)
-                await self.end()
-
+                await respond_status(self, status)
 
     # -- the request body ------------------------------------------------------------------
 
