@@ -45,9 +45,10 @@ def total(samples: Samples, name: str, **labels: str) -> float:
 
 
 def get(port: int, path: str, headers: dict[str, str] | None = None,
-        method: str = "GET", body: bytes | None = None) -> tuple[int, dict[str, str], bytes]:
+        method: str = "GET", body: bytes | None = None,
+        timeout: float = 15) -> tuple[int, dict[str, str], bytes]:
     """One request on a new connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()

@@ -64,7 +64,8 @@ def test_threads_queue_503_and_status_page(one_thread: Server, tmp_path: Path) -
     release = tmp_path / "release"
     hold = f"/hold.php?until={release}"
     with ThreadPoolExecutor(2) as pool:
-        running = pool.submit(get, s.port, hold)
+        # held through the screenshot, which a loaded CI machine can make slow
+        running = pool.submit(get, s.port, hold, timeout=60)
         wait_for(lambda: value(metrics(s), "php_gateway_php_threads_busy") == 1, 5, "busy")
         queued = pool.submit(get, s.port, "/sleep.php?s=0.1&queued")
         wait_for(lambda: value(metrics(s), "php_gateway_php_queue_depth") == 1, 5, "queued")
