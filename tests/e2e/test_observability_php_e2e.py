@@ -64,10 +64,10 @@ def test_threads_queue_503_and_status_page(one_thread: Server, tmp_path: Path) -
     release = tmp_path / "release"
     hold = f"/hold.php?until={release}"
     with ThreadPoolExecutor(2) as pool:
-        # held through the screenshot, which a loaded CI machine can make slow
+        # both wait through the screenshot, which can take over 15 s on a CI machine
         running = pool.submit(get, s.port, hold, timeout=60)
         wait_for(lambda: value(metrics(s), "php_gateway_php_threads_busy") == 1, 5, "busy")
-        queued = pool.submit(get, s.port, "/sleep.php?s=0.1&queued")
+        queued = pool.submit(get, s.port, "/sleep.php?s=0.1&queued", timeout=60)
         wait_for(lambda: value(metrics(s), "php_gateway_php_queue_depth") == 1, 5, "queued")
         status, headers, _ = get(s.port, "/hello.php")  # no thread, no room: refused
         assert (status, headers["retry-after"]) == (503, "1")

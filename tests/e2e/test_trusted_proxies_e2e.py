@@ -4,6 +4,7 @@ names, for each forwarding header, a chain of proxies, and spoofing from untrust
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,8 +67,13 @@ def test_malformed_or_unknown_entries_are_not_believed(behind_proxy: Server) -> 
 
 def test_access_log_names_the_resolved_client(behind_proxy: Server) -> None:
     curl("-H", "X-Forwarded-For: 192.0.2.222", f"{behind_proxy.url}/hello.php?log-probe")
-    entries = [json.loads(line) for line in behind_proxy.logs().splitlines()
-               if '"uri": "/hello.php?log-probe"' in line]
+    deadline = time.monotonic() + 5  # the line is written just after the answer has left
+    while True:
+        entries = [json.loads(line) for line in behind_proxy.logs().splitlines()
+                   if '"uri": "/hello.php?log-probe"' in line]
+        if entries or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert entries and entries[-1]["client"] == "192.0.2.222"
 
 
