@@ -46,6 +46,7 @@ typedef struct pg_config {
 #define PG_EV_DONE       6  /* the thread is done with the request; code = exit status */
 #define PG_EV_INTERIM    7  /* code = 1xx status; data = "Link: value\0" lines (headers_send) */
 #define PG_EV_HEARTBEAT  8  /* code = milliseconds from now the request's deadline moves to */
+#define PG_EV_FLUSH      9  /* PHP called flush(): the output so far should reach the client now */
 
 /* Flags of PG_EV_DONE. */
 #define PG_DONE_FATAL      1  /* ended by a fatal error (error, uncaught exception, limits) */

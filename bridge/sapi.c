@@ -59,8 +59,13 @@ static size_t pg_ub_write(const char *str, size_t len) {
 }
 
 static void pg_flush(void *server_context) {
+    pg_slot *s = server_context;
+    if (!s || is_script_context(s) || s->finished) return;
     /* flush() before any output must still send the headers (SSE opens this way). */
-    if (server_context && !SG(headers_sent)) sapi_send_headers();
+    if (!SG(headers_sent)) sapi_send_headers();
+    /* Told apart from output_buffering's spills, which need not leave at once: a
+     * compressing stage flushes its encoder only here, not after every 4 KiB. */
+    pg_push_event(s->handle, PG_EV_FLUSH, 0, 0, NULL, 0);
 }
 
 static int pg_send_headers(sapi_headers_struct *headers) {

@@ -56,7 +56,7 @@ class FakeContext:
         assert self.status == 0, "response started twice"
         self.status, self.headers = status, list(headers)
 
-    async def send_data(self, data: bytes) -> None:
+    async def send_data(self, data: bytes, flush: bool = True) -> None:
         assert self.status and not self.ended
         self.data.append(data)
 

@@ -146,6 +146,7 @@ class PhpCall:
     _chunks: deque[bytes] = field(default_factory=deque)
     _unacked: int = 0
     _finished: bool = False  # no more body will come
+    _flush: bool = False  # PHP called flush() since read_out() last returned
     _waiter: asyncio.Future[None] | None = None  # read() waiting for a chunk
     _space: asyncio.Future[None] | None = None  # write_body() waiting for room
     _done: asyncio.Future[Outcome] | None = None
@@ -217,6 +218,27 @@ class PhpCall:
         self._chunks.clear()
         self._unacked = len(data)
         return data
+
+    async def read_out(self) -> tuple[bytes, bool] | None:
+        """As read(), and whether PHP called flush() after these bytes: output that
+        output_buffering spilled without one may be held (by an encoder) until more comes.
+        A flush with nothing new is (b"", True); None at the end of the body."""
+        if self._unacked:
+            binding.lib.pg_ack(self.handle, self._unacked)
+            self._unacked = 0
+        while not self._chunks and not self._flush:
+            if self._finished:
+                return None
+            self._check_expired()
+            self._waiter = self._loop.create_future()
+            await self._waiter
+            self._waiter = None
+        chunks = self._chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._unacked = len(data)
+        flush, self._flush = self._flush, False
+        return data, flush
 
     def complete_body(self) -> bytes | None:
         """The whole body if PHP has already ended the response, else None (stream it)."""
@@ -294,6 +316,10 @@ class PhpCall:
 
     def _on_body(self, data: bytes) -> None:
         self._chunks.append(data)
+        self._wake(self._waiter)
+
+    def _on_flush(self) -> None:
+        self._flush = True
         self._wake(self._waiter)
 
     def _on_finish(self) -> None:
@@ -532,6 +558,9 @@ class PhpPool:
                 elif kind == lib.PG_EV_INTERIM:
                     if call is not None:
                         call._on_interim(ev.code, ffi.unpack(ev.data, ev.len))
+                elif kind == lib.PG_EV_FLUSH:
+                    if call is not None:
+                        call._on_flush()
                 elif kind == lib.PG_EV_FINISH:
                     if call is not None:
                         call._on_finish()

@@ -8,8 +8,10 @@ gateway/pipeline/encoding.py's, shared with the static files' cached forms):
   compressed;
 * a Content-Length and the whole body in the first chunk (PHP's complete-body answer, a
   static file from memory): compressed in one go and sent with the new Content-Length;
-* anything else (PHP's flushed output, SSE, a file streamed from disk): compressed chunk by
-  chunk, each chunk flushed through the encoder at once, framed chunked / by DATA frames.
+* anything else (PHP's streamed output, SSE, a file streamed from disk): compressed as it
+  comes, framed chunked / by DATA frames. The encoder is flushed when the sender asks
+  (send_data's flush: PHP's flush(), every SSE event), not after each chunk: the 4 KiB
+  spills of PHP's output_buffering compress as one stream, as nginx's gzip filter does.
 
 A body at least OFFLOAD_BYTES long is compressed in the default thread executor, so a 1 MB
 page does not hold up the other connections of this event loop. A streamed 4xx/5xx head is
@@ -42,7 +44,7 @@ _PASS, _WHOLE, _STREAM = range(3)
 class _Compressing(ContextProxy):
     """Encodes the body of one response with `coding`, if its head allows."""
 
-    __slots__ = ("coding", "encoder", "held", "mode", "policy", "want_length")
+    __slots__ = ("coding", "encoder", "held", "mode", "policy", "unflushed", "want_length")
 
     def __init__(self, inner: RequestContext, policy: CompressionPolicy) -> None:
         ContextProxy.__init__(self, inner)
@@ -52,6 +54,7 @@ class _Compressing(ContextProxy):
         self.held: tuple[int, Headers] | None = None  # a head waiting for its first chunk
         self.want_length: int | None = None  # _WHOLE: the identity Content-Length
         self.encoder: StreamEncoder | None = None
+        self.unflushed = False  # the encoder holds input it has not flushed out
 
     async def send_response(self, status: int, headers: Headers) -> None:
         fields = ResponseFields.read(headers)
@@ -76,11 +79,16 @@ class _Compressing(ContextProxy):
             return
         await self.inner.send_response(status, encoded_headers(headers, coding, None))
 
-    async def send_data(self, data: bytes) -> None:
+    async def send_data(self, data: bytes, flush: bool = True) -> None:
         if self.mode == _PASS:
-            await self.inner.send_data(data)
+            await self.inner.send_data(data, flush)
             return
         if not data:
+            if flush and self.unflushed:  # a flush() with nothing new: out with the rest
+                assert self.encoder is not None
+                self.unflushed = False
+                if out := self.encoder.compress(b"", True):
+                    await self.inner.send_data(out)
             return
         coding = self.coding
         assert coding is not None
@@ -104,9 +112,10 @@ class _Compressing(ContextProxy):
             await self.inner.send_response(status, encoded_headers(headers, coding, None))
         encoder = self.encoder
         assert encoder is not None
-        out = await _encode(data, encoder.compress)
+        self.unflushed = not flush
+        out = await _encode(data, functools.partial(encoder.compress, flush=flush))
         if out:
-            await self.inner.send_data(out)
+            await self.inner.send_data(out, flush)
 
     async def end(self) -> None:
         if self.held is not None:

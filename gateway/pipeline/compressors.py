@@ -20,9 +20,10 @@ _GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflat
 
 
 class StreamEncoder(Protocol):
-    def compress(self, data: bytes) -> bytes:
-        """Compresses `data` and flushes: everything given so far can be decoded from the
-        output so far, so a streamed chunk (an SSE event) reaches the client whole."""
+    def compress(self, data: bytes, flush: bool = True) -> bytes:
+        """Compresses `data`; with flush, everything given so far can be decoded from the
+        output so far, so a streamed chunk (an SSE event) reaches the client whole. Without,
+        the encoder may keep it for a better ratio and fewer, larger frames."""
         ...
 
     def finish(self) -> bytes:
@@ -36,8 +37,9 @@ class _Gzip:
     def __init__(self, level: int) -> None:
         self._z = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
 
-    def compress(self, data: bytes) -> bytes:
-        return self._z.compress(data) + self._z.flush(zlib.Z_SYNC_FLUSH)
+    def compress(self, data: bytes, flush: bool = True) -> bytes:
+        out = self._z.compress(data)
+        return out + self._z.flush(zlib.Z_SYNC_FLUSH) if flush else out
 
     def finish(self) -> bytes:
         return self._z.flush(zlib.Z_FINISH)
@@ -49,8 +51,9 @@ class _Brotli:
     def __init__(self, quality: int) -> None:
         self._b = brotli.Compressor(quality=quality)
 
-    def compress(self, data: bytes) -> bytes:
-        return bytes(self._b.process(data)) + bytes(self._b.flush())
+    def compress(self, data: bytes, flush: bool = True) -> bytes:
+        out = bytes(self._b.process(data))
+        return out + bytes(self._b.flush()) if flush else out
 
     def finish(self) -> bytes:
         return bytes(self._b.finish())
@@ -62,9 +65,9 @@ class _Zstd:
     def __init__(self, level: int) -> None:
         self._z = zstandard.ZstdCompressor(level=level).compressobj()
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes, flush: bool = True) -> bytes:
         out: bytes = self._z.compress(data)
-        return out + self._z.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+        return out + self._z.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK) if flush else out
 
     def finish(self) -> bytes:
         out: bytes = self._z.flush(zstandard.COMPRESSOBJ_FLUSH_FINISH)

@@ -52,8 +52,10 @@ class RequestContext(Protocol):
         date, server, alt-svc and framing headers (content-length / chunked) itself."""
         ...
 
-    def send_data(self, data: bytes) -> Awaitable[None]:
-        """Send body bytes; returns once the transport can take more (backpressure)."""
+    def send_data(self, data: bytes, flush: bool = True) -> Awaitable[None]:
+        """Send body bytes; returns once the transport can take more (backpressure).
+        flush=False: more output follows soon (PHP's output_buffering spilled, it did not
+        flush()), so a stage that transforms the body (an encoder) may hold it for now."""
         ...
 
     def end(self) -> Awaitable[None]:
@@ -96,8 +98,8 @@ class ContextProxy:
     def send_response(self, status: int, headers: Headers) -> Awaitable[None]:
         return self.inner.send_response(status, headers)
 
-    def send_data(self, data: bytes) -> Awaitable[None]:
-        return self.inner.send_data(data)
+    def send_data(self, data: bytes, flush: bool = True) -> Awaitable[None]:
+        return self.inner.send_data(data, flush)
 
     def end(self) -> Awaitable[None]:
         return self.inner.end()

@@ -182,7 +182,7 @@ class _PageContext(ContextProxy):
                 return
         await self.inner.send_response(status, headers)
 
-    async def send_data(self, data: bytes) -> None:
+    async def send_data(self, data: bytes, flush: bool = True) -> None:
         if self.mode == _REPLACED:
             return
         if self.mode == _HELD:
@@ -191,7 +191,7 @@ class _PageContext(ContextProxy):
             assert self.held is not None
             self.mode = _PASS
             await self.inner.send_response(*self.held)
-        await self.inner.send_data(data)
+        await self.inner.send_data(data, flush)
 
     def end(self) -> Awaitable[None]:
         if self.mode == _HELD:

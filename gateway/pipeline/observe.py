@@ -56,8 +56,8 @@ class _Observed(ContextProxy):
             fields = [*fields, (b"server-timing", server_timing(self.record))]
         return self.inner.send_response(status, [*headers, *fields])
 
-    async def send_data(self, data: bytes) -> None:
-        await self.inner.send_data(data)
+    async def send_data(self, data: bytes, flush: bool = True) -> None:
+        await self.inner.send_data(data, flush)
         self.bytes_sent += len(data)  # what left: a send that failed is not counted
 
 

@@ -172,14 +172,16 @@ class PhpStage:
             call.extend(self.options.sse_timeout)
             self.pool.sse_streams += 1
             try:
-                await self._send_head_and_body(ctx, call, status, headers)
+                await self._send_head_and_body(ctx, call, status, headers, every_chunk=True)
             finally:
                 self.pool.sse_streams -= 1
             return
         await self._send_head_and_body(ctx, call, status, headers)
 
     async def _send_head_and_body(self, ctx: RequestContext, call: PhpCall, status: int,
-                                  headers: Headers) -> None:
+                                  headers: Headers, every_chunk: bool = False) -> None:
+        """every_chunk: each chunk is flushed as it leaves (an event stream), not only
+        what PHP flush()ed."""
         head_only = ctx.request.method == b"HEAD"
         body = None if head_only else call.complete_body()
         length = None if head_only else DeclaredLength.of(headers)
@@ -204,10 +206,13 @@ class PhpStage:
         if head_only:
             pass
         elif self.options.response_buffering:
-            await self._relay_buffered(ctx, call, length)
+            await self._relay_buffered(ctx, call, length, every_chunk)
         else:
-            while data := await call.read():  # acknowledges the previous chunk: PHP goes on
-                await ctx.send_data(length.fit(data) if length is not None else data)
+            # each read_out() acknowledges the previous chunk: PHP goes on
+            while (out := await call.read_out()) is not None:
+                data, flush = out
+                await ctx.send_data(length.fit(data) if length is not None else data,
+                                    flush or every_chunk)
         await self._end(ctx, length)
 
     def _discard_body(self, call: PhpCall) -> None:
@@ -240,23 +245,33 @@ class PhpStage:
         await ctx.end()
 
     async def _relay_buffered(self, ctx: RequestContext, call: PhpCall,
-                              length: DeclaredLength | None = None) -> None:
-        """PHP writes into a spool as fast as it likes; the client drains it at its pace."""
+                              length: DeclaredLength | None = None,
+                              every_chunk: bool = False) -> None:
+        """PHP writes into a spool as fast as it likes; the client drains it at its pace.
+        A flush() of PHP's travels with it: the chunk that takes the spool past the bytes
+        PHP had written when it flushed goes out flushed."""
         spool = Spool(self.budget)
         wrote = asyncio.Event()  # PHP added output, or ended
         took = asyncio.Event()  # the client took some: a full spool has room again
         ended = False
+        put = taken = 0  # bytes into and out of the spool
+        flush_at: int | None = None  # bytes put when PHP last flushed, until that is sent
 
         async def take_from_php() -> None:
-            nonlocal ended
+            nonlocal ended, put, flush_at
             try:
-                while data := await call.read():
-                    if length is not None and not (data := length.fit(data)):
-                        continue  # past PHP's own Content-Length: read on, send nothing
-                    while spool.size and spool.size + len(data) > spool.limit:
-                        took.clear()
-                        await took.wait()
-                    spool.put(data)
+                while (out := await call.read_out()) is not None:
+                    data, flush = out
+                    if length is not None:
+                        data = length.fit(data)  # past PHP's Content-Length: nothing sent
+                    if data:
+                        while spool.size and spool.size + len(data) > spool.limit:
+                            took.clear()
+                            await took.wait()
+                        spool.put(data)
+                        put += len(data)
+                    if flush or every_chunk:
+                        flush_at = put
                     wrote.set()
             finally:
                 ended = True
@@ -268,8 +283,15 @@ class PhpStage:
                 data = spool.take()
                 if data:
                     took.set()
-                    await ctx.send_data(data)
+                    taken += len(data)
+                    flush = flush_at is not None and taken >= flush_at
+                    if flush:
+                        flush_at = None
+                    await ctx.send_data(data, flush)
                     spool.sent()
+                elif flush_at is not None:  # a flush() with nothing new since
+                    flush_at = None
+                    await ctx.send_data(b"", True)
                 elif ended:
                     break
                 else:

@@ -237,7 +237,7 @@ class StaticFiles:
                     )
                 if ctx.disconnected.is_set():
                     return False
-                await ctx.send_data(data)
+                await ctx.send_data(data, False)  # the rest follows: an encoder may hold it
             return not ctx.disconnected.is_set()
         finally:
             if pending is not None and not pending.done():

@@ -336,7 +336,8 @@ class RequestStream:
         self._response = _STARTED
         self._no_body = self.request.method == b"HEAD" or status in _BODYLESS_STATUS
 
-    async def send_data(self, data: bytes) -> None:
+    async def send_data(self, data: bytes, flush: bool = True) -> None:
+        # flush is for stages that transform the body: bytes that reach here leave at once
         if self._gone or self._no_body or not data:
             return
         if self._response != _STARTED:

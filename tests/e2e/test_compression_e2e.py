@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -30,7 +31,8 @@ PAGE = b"<!doctype html>\n" + b"".join(
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("compression-root")
-    for name in ("html.php", "sse.php", "php_gzip.php", "hello.php", "fail.php"):
+    for name in ("html.php", "sse.php", "php_gzip.php", "hello.php", "fail.php", "stream.php",
+                 "spill.php"):
         shutil.copy2(PHP_FIXTURES / name, root / name)
     (root / "page.html").write_bytes(PAGE)
     (root / "app.css").write_bytes(CSS)
@@ -131,6 +133,36 @@ async def test_sse_events_arrive_one_by_one_compressed(client: ProtocolClient) -
             bursts.append(after)
     assert len(bursts) == n, reply.arrivals
     assert bursts[-1] - bursts[0] > (n - 1) * gap * 0.75, bursts
+
+
+async def test_php_flush_reaches_the_client_compressed(client: ProtocolClient) -> None:
+    """Plain streamed output (not SSE): each flush() of PHP's flushes the encoder too."""
+    n, gap = 4, 0.25
+    reply = await client.request("GET", f"/stream.php?n={n}&ms={int(gap * 1000)}",
+                                 headers=[(b"accept-encoding", b"gzip")])
+    assert reply.status == 200 and reply.header(b"content-encoding") == b"gzip"
+    lines = decompress("gzip", reply.body).splitlines()
+    assert [line.split()[:2] for line in lines] == [[b"line", b"%d" % i] for i in range(n)]
+    bursts = [reply.arrivals[0]]
+    for before, after in itertools.pairwise(reply.arrivals):
+        if after - before > gap / 4:
+            bursts.append(after)
+    assert len(bursts) == n + 1, reply.arrivals  # and the gzip trailer after the last pause
+
+
+async def test_output_buffering_spills_are_compressed_as_one_stream(
+        client: ProtocolClient) -> None:
+    """Spills without a flush() are held by the encoder: nothing of the page's first half
+    is sent during the pause that follows it, and the whole decodes."""
+    pause = 0.4
+    started = time.monotonic()
+    reply = await client.request("GET", f"/spill.php?ms={int(pause * 1000)}",
+                                 headers=[(b"accept-encoding", b"zstd")])
+    assert reply.status == 200 and reply.header(b"content-encoding") == b"zstd"
+    body = decompress("zstd", reply.body)
+    assert len(body) == 40800 and body.count(b"<tr>") == 800
+    assert reply.arrivals and reply.arrivals[0] - started >= pause * 0.9, (
+        started, reply.arrivals)
 
 
 async def test_static_sibling_and_cached_form(client: ProtocolClient) -> None:

@@ -39,7 +39,7 @@ class RecordingContext:
         self.status = status
         self.headers = list(headers)
 
-    async def send_data(self, data: bytes) -> None:
+    async def send_data(self, data: bytes, flush: bool = True) -> None:
         assert self.status and not self.ended
         self.body += data
 

@@ -30,8 +30,8 @@ class ChunkRecorder(RecordingContext):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.chunks: list[bytes] = []
 
-    async def send_data(self, data: bytes) -> None:
-        await super().send_data(data)
+    async def send_data(self, data: bytes, flush: bool = True) -> None:
+        await super().send_data(data, flush)
         self.chunks.append(data)
 
 
@@ -153,6 +153,34 @@ async def test_streamed_output_leaves_flushed_chunk_by_chunk(coding: str) -> Non
     for i, chunk in enumerate(recorder.chunks[:4]):
         assert decoder(chunk) == events[i]  # each event whole on its own chunk
     assert decompress(coding, recorder.body) == b"".join(events)
+
+
+@pytest.mark.parametrize("coding", ["zstd", "br", "gzip"])
+async def test_unflushed_output_is_held_until_a_flush(coding: str) -> None:
+    """PHP's output_buffering spills (flush=False) compress as one stream: nothing leaves
+    for small spills until PHP's flush(), which then carries all of them, decodable."""
+    spills = [b"<p>row %d of a table rendered by PHP</p>\n" % i * 20 for i in range(3)]
+    seen: list[int] = []
+
+    async def endpoint(ctx: RequestContext) -> None:
+        await ctx.send_response(200, [(b"content-type", b"text/html")])
+        for spill in spills:
+            await ctx.send_data(spill, False)
+        seen.append(len(b"".join(recorder.chunks)))
+        await ctx.send_data(b"", True)  # flush() with nothing new
+        seen.append(len(recorder.chunks))
+        await ctx.send_data(b"", True)  # a second one has nothing to flush
+        seen.append(len(recorder.chunks))
+        await ctx.end()
+
+    recorder = ChunkRecorder(request(headers=[(b"accept-encoding", coding.encode())]))
+    await compression.compress_with(CompressionPolicy())(endpoint)(recorder)
+    held, after_flush, after_second = seen
+    assert held < len(b"".join(spills)) // 4  # at most a header: the rows are held
+    assert after_second == after_flush
+    flushed = b"".join(recorder.chunks[:after_flush])
+    assert _stream_decoder(coding)(flushed) == b"".join(spills)
+    assert decompress(coding, recorder.body) == b"".join(spills)
 
 
 async def test_complete_length_in_pieces_is_streamed_without_length() -> None:

@@ -37,7 +37,7 @@ class RecordingContext:
         assert len(names) == len(set(names)), f"duplicate headers {names}"
         self.status, self.headers = status, dict(headers)
 
-    async def send_data(self, data: bytes) -> None:
+    async def send_data(self, data: bytes, flush: bool = True) -> None:
         assert self.status is not None and not self.ended
         self.chunks.append(data)
         if self._disconnect_after is not None and len(self.chunks) >= self._disconnect_after:
