@@ -185,7 +185,10 @@ def start_php_span(record: RequestRecord, script: str) -> tuple[str, str]:
 
     span = trace.get_tracer(__name__).start_span(
         "php", context=trace.set_span_in_context(record.span), kind=trace.SpanKind.INTERNAL,
-        attributes={"code.filepath": script})
+        attributes={"code.filepath": script},
+        # the monotonic clock, as every other timestamp of the request's spans: the wall
+        # clock the SDK would read drifts from it, and PHP's span began before its parent
+        start_time=_epoch_ns(time.monotonic()))
     record.php_span = span
     span_id = f"{span.get_span_context().span_id:016x}"
     return span_id, f"00-{record.trace_id}-{span_id}-{record.trace_flags}"

@@ -77,7 +77,8 @@ def test_threads_queue_503_and_status_page(one_thread: Server, tmp_path: Path) -
         shot = tmp_path / "status.png"
         chromium_screenshot(f"http://127.0.0.1:{s.internal_port}/status", shot, tmp_path)
         release.touch()
-        assert running.result(10)[2] == b"released" and queued.result(10)[0] == 200
+        held, after = running.result(10), queued.result(10)
+        assert (held[0], held[2], after[0]) == (200, b"released", 200), (held, after, s.logs())
     assert value(live, "php_gateway_php_threads") == 1
     assert value(live, "php_gateway_php_threads_busy") == 1
     assert value(live, "php_gateway_php_queue_depth") == 1
