@@ -35,6 +35,7 @@ RUN scripts/install-system-deps.sh build \
  && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check -e '.[otel]' \
  && PHP_PREFIX="$(cat /opt/php-gateway/prefix)" /opt/venv/bin/python -m gateway.php.build \
  && /opt/venv/bin/python -m gateway.pipeline.rate_table_build \
+ && /opt/venv/bin/python -m gateway.protocol.nghttp2_build \
  && /opt/venv/bin/python -m compileall -q gateway \
  && /opt/venv/bin/pip uninstall -q -y --disable-pip-version-check setuptools pip \
  && rm -rf build "$PHP_GATEWAY_CACHE/src" "$(cat /opt/php-gateway/prefix)/source"

@@ -25,11 +25,12 @@ php:
 	scripts/build-php.sh >/dev/null
 
 # Compiles bridge/ and ext/ against the cached libphp into gateway/php/_phpbridge*.so, and
-# the shared rate-limit table into gateway/pipeline/_rate_table*.so; each skipped when its
-# sources (and the PHP prefix) are unchanged.
+# the shared rate-limit table into gateway/pipeline/_rate_table*.so and the nghttp2 glue into
+# gateway/protocol/_nghttp2*.so; each skipped when its sources (and the PHP prefix) are unchanged.
 bridge: deps php
 	PHP_PREFIX=$$(scripts/build-php.sh 2>/dev/null | tail -1) $(PY) -m gateway.php.build
 	$(PY) -m gateway.pipeline.rate_table_build
+	$(PY) -m gateway.protocol.nghttp2_build
 
 serve: bridge
 	$(VENV)/bin/php-gateway --document-root www $(ARGS)
@@ -54,4 +55,5 @@ image-test: deps
 
 clean:
 	rm -rf build gateway/php/_phpbridge*.so gateway/php/_phpbridge.c \
-	  gateway/pipeline/_rate_table*.so gateway/pipeline/_rate_table.c
+	  gateway/pipeline/_rate_table*.so gateway/pipeline/_rate_table.c \
+	  gateway/protocol/_nghttp2*.so gateway/protocol/_nghttp2.c

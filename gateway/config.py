@@ -653,6 +653,10 @@ OPTIONS: tuple[Option, ...] = (
            "list: docs/compression.md)"),
     Option("HTTP1_PARSER", "http1_parser", "httptools", _choice(("httptools", "h11")),
            "HTTP/1.1 parser: httptools (fast, C) or h11 (pure Python).", "uvicorn `--http`"),
+    Option("HTTP2_IMPL", "http2_impl", "nghttp2", _choice(("nghttp2", "h2")),
+           "HTTP/2 implementation: nghttp2 (libnghttp2 through cffi, fast) or h2 (pure "
+           "Python). Both apply the same limits and flood guards.",
+           "Hypercorn / Uvicorn use h2; nginx and curl use nghttp2"),
     Option("MAX_CONNECTIONS", "max_connections", "4096", _integer(1),
            "Open connections one worker process accepts, over all its listeners (QUIC "
            "included); beyond it a new connection is closed at once, counted and logged (a "
@@ -761,6 +765,7 @@ class Config:
     compression_min_size: int  # bytes
     compression_types: tuple[str, ...]  # lower-case media-type patterns
     http1_parser: str  # "httptools" | "h11"
+    http2_impl: str  # "nghttp2" | "h2"
     max_connections: int  # per worker process
     max_body_size: int  # bytes; 0 = unlimited
     max_header_size: int

@@ -5,7 +5,10 @@
 set -euo pipefail
 profile=${1:-test}
 runtime=(ca-certificates python3 libxml2 libsqlite3-0 libssl3 libcurl4 libonig5 libpng16-16
-         libjpeg62-turbo libwebp7 libfreetype6 libicu72 libzip4 libsodium23 libpq5 libargon2-1)
+         libjpeg62-turbo libwebp7 libfreetype6 libicu72 libzip4 libsodium23 libpq5 libargon2-1
+         libnghttp2-14)
+# libnghttp2-dev: the HTTP/2 adapter's cffi glue (gateway/protocol/nghttp2_build.py) links it
+build_deps=(libnghttp2-dev)
 # chromium: the /status page's screenshot test; prometheus: promtool checks deploy/'s config
 # nginx-light, php-laravel-framework, php-symfony: the Laravel and Symfony applications the
 # e2e tests serve with php-gateway and with nginx + php-fpm side by side
@@ -17,9 +20,9 @@ bench_tools=(nginx-light libnginx-mod-http-brotli-filter php8.2-fpm mariadb-serv
              php-symfony-dependency-injection php-symfony-config)
 case "$profile" in
   runtime) want=("${runtime[@]}") ;;
-  build) want=(python3) ;;
-  test) want=("${runtime[@]}" "${test_tools[@]}") ;;
-  bench) want=("${runtime[@]}" "${test_tools[@]}" "${bench_tools[@]}") ;;
+  build) want=(python3 "${build_deps[@]}") ;;
+  test) want=("${runtime[@]}" "${build_deps[@]}" "${test_tools[@]}") ;;
+  bench) want=("${runtime[@]}" "${build_deps[@]}" "${test_tools[@]}" "${bench_tools[@]}") ;;
   *) echo "install-system-deps: unknown profile '$profile' (runtime|build|test|bench)" >&2; exit 2 ;;
 esac
 # The Makefile's `python3 -m venv` needs ensurepip; Debian's own python3 gets it from python3-venv.

@@ -1,6 +1,6 @@
-"""HTTP/2 over an asyncio transport: drives the sans-IO Http2Adapter, one RequestStream per
-HTTP/2 stream (gateway/server/stream.py), flow control in both directions, GOAWAY on drain;
-a stream reset by the peer stops its app."""
+"""HTTP/2 over an asyncio transport: drives a sans-IO HTTP/2 adapter (nghttp2's or h2's, as
+HTTP2_IMPL says), one RequestStream per HTTP/2 stream (gateway/server/stream.py), flow
+control in both directions, GOAWAY on drain; a stream reset by the peer stops its app."""
 
 from __future__ import annotations
 
@@ -11,8 +11,14 @@ import h2.errors
 
 from gateway.protocol.events import Body, BodyTooLarge, EndBody, Headers, Request, StreamReset
 from gateway.protocol.http2 import ConnectionClosed, H2Event, Http2Adapter, WindowOpened
+from gateway.protocol.http2_nghttp2 import Nghttp2Adapter
 from gateway.server.state import LINGER_SECONDS, ServerState, close_transport, log
 from gateway.server.stream import RequestStream
+
+# the same interface and events: HTTP2_IMPL picks (gateway/server/settings.py HTTP2_IMPLS)
+ADAPTERS: dict[str, type[Http2Adapter] | type[Nghttp2Adapter]] = {
+    "nghttp2": Nghttp2Adapter, "h2": Http2Adapter,
+}
 
 # once this much body is queued in h2 it is written at once; less waits for the end of the
 # loop pass, so that the responses of concurrent streams share one write
@@ -28,7 +34,7 @@ class H2Connection(asyncio.Protocol):
         self.state = state
         self.loop = state.loop
         self.tls = tls
-        self.conn = Http2Adapter(
+        self.conn = ADAPTERS[settings.http2_impl](
             defaults=state.defaults,
             scheme="https" if tls else "http",
             max_concurrent_streams=settings.h2_max_concurrent_streams,

@@ -29,6 +29,7 @@ class Servers:
 def server_settings(config: Config) -> ServerSettings:
     return ServerSettings(
         http1_parser=config.http1_parser,
+        http2_impl=config.http2_impl,
         header_timeout=config.header_timeout_secs,
         idle_timeout=config.idle_timeout_secs,
         body_timeout=config.body_timeout_secs,

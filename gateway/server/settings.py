@@ -6,6 +6,8 @@ from dataclasses import dataclass, fields
 
 from gateway.protocol.http1 import PARSERS
 
+HTTP2_IMPLS = ("nghttp2", "h2")  # gateway/server/h2_connection.py maps them to adapters
+
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -32,6 +34,7 @@ class ServerSettings:
     """
 
     http1_parser: str = "httptools"
+    http2_impl: str = "nghttp2"
     header_timeout: float = 5.0
     idle_timeout: float = 60.0
     body_timeout: float = 60.0
@@ -54,6 +57,8 @@ class ServerSettings:
     def __post_init__(self) -> None:
         if self.http1_parser not in PARSERS:
             raise ValueError(f"http1_parser must be one of {PARSERS}, not {self.http1_parser!r}")
+        if self.http2_impl not in HTTP2_IMPLS:
+            raise ValueError(f"http2_impl must be one of {HTTP2_IMPLS}, not {self.http2_impl!r}")
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:

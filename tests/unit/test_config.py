@@ -131,6 +131,8 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("COMPRESSION_TYPES", "text/html application/*+json", "compression_types",
      ("text/html", "application/*+json")),
     ("HTTP1_PARSER", "h11", "http1_parser", "h11"),
+    ("HTTP2_IMPL", "h2", "http2_impl", "h2"),
+    ("HTTP2_IMPL", "nghttp2", "http2_impl", "nghttp2"),
     ("MAX_CONNECTIONS", "100", "max_connections", 100),
     ("MAX_BODY_SIZE", "10M", "max_body_size", 10 * 1024 * 1024),
     ("MAX_BODY_SIZE", "0", "max_body_size", 0),
@@ -208,6 +210,7 @@ def test_defaults(files: dict[str, Path]) -> None:
     assert c.php_ini == DEFAULT_PHP_INI == REPO / "gateway" / "php" / "php.ini"
     assert c.php_ini_set == () and c.trusted_proxies == ()
     assert (c.log_level, c.service_name, c.http1_parser) == ("info", "php-gateway", "httptools")
+    assert c.http2_impl == "nghttp2"
     assert c.processes == 1 and c.tls_cert is None
 
 
@@ -322,6 +325,7 @@ BAD: list[tuple[str, str, str]] = [
     ("TRUSTED_PROXIES", "10.0.0.0/8, example.com", "example.com"),
     ("TLS_CERT", "/nonexistent/cert.pem", "does not exist"),
     ("HTTP1_PARSER", "llhttp", "httptools, h11"),
+    ("HTTP2_IMPL", "hyper", "nghttp2, h2"),
     ("MAX_BODY_SIZE", "10T", "size"),
     ("MAX_HEADER_SIZE", "100", "at least 1024"),
     ("MAX_REQUEST_LINE", "-5", "size"),

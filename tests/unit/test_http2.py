@@ -1,7 +1,9 @@
-"""HTTP/2 adapter, sans-IO: frames come from (and go back to) h2's client H2Connection."""
+"""HTTP/2 adapters, sans-IO: frames come from (and go back to) h2's client H2Connection.
+Every test runs against both implementations (HTTP2_IMPL): nghttp2 and h2."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import h2.config
@@ -23,11 +25,22 @@ from gateway.protocol.http2 import (
     Http2Adapter,
     WindowOpened,
 )
+from gateway.protocol.http2_nghttp2 import Nghttp2Adapter
 from gateway.protocol.response_headers import ResponseDefaults
 
 DATE = b"Thu, 01 Jan 2026 00:00:00 GMT"
 GET = [(b":method", b"GET"), (b":path", b"/index.php?x=1"), (b":scheme", b"https"),
        (b":authority", b"example.test")]
+
+
+IMPLS = {"nghttp2": Nghttp2Adapter, "h2": Http2Adapter}
+Adapter: type[Http2Adapter] = Http2Adapter  # the implementation under test (see impl)
+
+
+@pytest.fixture(autouse=True, params=list(IMPLS))
+def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setattr(sys.modules[__name__], "Adapter", IMPLS[request.param])
+    return str(request.param)
 
 
 class Clock:
@@ -44,7 +57,7 @@ def client_conn() -> h2.connection.H2Connection:
 
 
 def connect(**kwargs: object) -> tuple[Http2Adapter, h2.connection.H2Connection]:
-    server = Http2Adapter(defaults=ResponseDefaults(date=DATE), **kwargs)  # type: ignore[arg-type]
+    server = Adapter(defaults=ResponseDefaults(date=DATE), **kwargs)  # type: ignore[arg-type]
     server.initiate()
     client = client_conn()
     client.initiate_connection()
@@ -337,7 +350,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize("fields", MALFORMED)
 def test_malformed_request_resets_only_its_stream(fields: list[tuple[bytes, bytes]]) -> None:
-    server = Http2Adapter(defaults=ResponseDefaults(date=DATE))
+    server = Adapter(defaults=ResponseDefaults(date=DATE))
     server.initiate()
     raw = h2.connection.H2Connection(h2.config.H2Configuration(  # sends what it is given
         client_side=True, header_encoding=None, validate_outbound_headers=False,
@@ -426,8 +439,10 @@ def test_body_completing_its_content_length_carries_end_stream() -> None:
     assert server.send_data(1, b"lo") == 2
     server.end_stream(1)  # already ended by the last DATA frame: sends nothing more
     data_frames = [f for f in frames(server.data_to_send()) if isinstance(f, DataFrame)]
-    assert [(f.data, "END_STREAM" in f.flags) for f in data_frames] == [
-        (b"hel", False), (b"lo", True)]
+    # h2 frames each call, nghttp2 what is queued when it sends: never an empty last frame
+    assert b"".join(f.data for f in data_frames) == b"hello"
+    assert ["END_STREAM" in f.flags for f in data_frames][-1:] == [True]
+    assert all(f.data for f in data_frames)
 
 
 def test_responses_after_a_peer_goaway_are_dropped_quietly() -> None:
@@ -463,7 +478,7 @@ def test_prior_knowledge_from_the_http1_adapter() -> None:
     h1.receive_data(client.data_to_send())
     switch = h1.next_event()
     assert isinstance(switch, SwitchToH2)
-    server = Http2Adapter(defaults=ResponseDefaults(date=DATE), scheme="http")
+    server = Adapter(defaults=ResponseDefaults(date=DATE), scheme="http")
     server.initiate()
     request, end = server.receive_data(switch.data)
     assert isinstance(request, Request) and request.target == b"/index.php?x=1"
@@ -482,7 +497,7 @@ def test_h2c_upgrade_answers_on_stream_1() -> None:
     )
     switch = h1.next_event()
     assert isinstance(switch, SwitchToH2) and switch.request is not None
-    server = Http2Adapter(defaults=ResponseDefaults(date=DATE), scheme="http")
+    server = Adapter(defaults=ResponseDefaults(date=DATE), scheme="http")
     request, end = server.initiate_upgrade(switch.settings, switch.request)
     assert isinstance(request, Request)
     assert (request.stream_id, request.target, request.http_version) == (1, b"/up", "2")
@@ -500,7 +515,7 @@ def test_h2c_upgrade_answers_on_stream_1() -> None:
 
 
 def test_bad_upgrade_settings_close() -> None:
-    server = Http2Adapter()
+    server = Adapter()
     request = Request(1, b"GET", b"/", [], "1.1")
     events = server.initiate_upgrade(b"%%%not base64", request)
     assert len(events) == 1 and isinstance(events[0], ConnectionClosed)
@@ -536,9 +551,11 @@ def _big_client(window: int) -> tuple[Http2Adapter, h2.connection.H2Connection]:
 @pytest.mark.parametrize("declared", [True, False])
 @pytest.mark.parametrize("bulk", [True, False])
 def test_large_bodies_arrive_whole_and_book_the_same_windows(
-    declared: bool, bulk: bool, monkeypatch: pytest.MonkeyPatch
+    declared: bool, bulk: bool, impl: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The bulk DATA path against h2's own, frame by frame: same bytes, same windows."""
+    if impl != "h2" and not bulk:
+        pytest.skip("the bulk path is the h2 adapter's")
     if not bulk:
         monkeypatch.setattr(Http2Adapter, "_send_bulk", lambda *args: 0)
     body = bytes(range(256)) * 400 + b"tail"  # 102,404 bytes: six full frames and a piece
@@ -559,7 +576,8 @@ def test_large_bodies_arrive_whole_and_book_the_same_windows(
             received += event.data
         ended = ended or isinstance(event, h2.events.StreamEnded)
     assert received == body and ended
-    assert server._h2.outbound_flow_control_window == (1 << 20) - len(body)
+    if impl == "h2":
+        assert server._h2.outbound_flow_control_window == (1 << 20) - len(body)
     assert client.inbound_flow_control_window == (1 << 20) - len(body)
 
 
@@ -642,4 +660,6 @@ def test_a_flood_in_one_read_is_stopped_within_a_slice() -> None:
     events = to_server(server, client)  # 340 kB of PINGs in one read
     assert [type(e) for e in events] == [ConnectionClosed]
     acks = [f for f in frames(server.data_to_send()) if type(f).__name__ == "PingFrame"]
-    assert FLOOD_BASE <= len(acks) < FLOOD_BASE + 16 * 1024 // 17  # at most a slice more
+    # the handshake's SETTINGS and SETTINGS ACK count as control frames too (nghttp2 stops
+    # at the frame; h2 answers the rest of the slice before it is checked)
+    assert FLOOD_BASE - 2 <= len(acks) < FLOOD_BASE + 16 * 1024 // 17  # at most a slice more
