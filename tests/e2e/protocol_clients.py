@@ -264,6 +264,6 @@ class H3ProtocolClient:
 def make_client(name: str, port: int, ca: str) -> ProtocolClient:
     if name.startswith("h1"):
         return H1Client(port, ca)
-    if name == "h2":
+    if name.startswith("h2"):  # "h2", or "h2-<implementation>" of the server
         return H2Client(port, ca)
     return H3ProtocolClient(port, ca)

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,13 +83,19 @@ def wait_ready(proc: subprocess.Popen[bytes], port: int, log_path: Path, tls: bo
     raise RuntimeError(f"php-gateway did not become ready:\n{log_path.read_text()}")
 
 
+# One process of two PHP threads unless a test asks for more (its own options come later
+# and win): which process the kernel hands a connection to is then never a test's concern.
+# sizing=() runs the defaults (PROCESSES=auto, PHP_WORKERS=0).
+TEST_SIZING = ("--php-workers", "2", "--processes", "1")
+
+
 def start_server(tmp: Path, docroot: Path, *args: str, tls: tuple[str, str] | None = None,
                  env: dict[str, str] | None = None, workers_ready: int = 1,
-                 internal: bool = False) -> Server:
+                 internal: bool = False, sizing: Sequence[str] = TEST_SIZING) -> Server:
     port = free_tcp_udp_port()
     log_path = tmp / f"gateway-{port}.log"
     cmd = [sys.executable, "-m", "gateway", "--listen-addr", f"127.0.0.1:{port}",
-           "--document-root", str(docroot), "--php-workers", "2", *args]
+           "--document-root", str(docroot), *sizing, *args]
     if tls:
         cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
     internal_port = None
@@ -140,19 +146,31 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"cert": str(d / "chain.pem"), "key": str(key_path), "ca": str(ca_path)}
 
 
-@pytest.fixture(scope="session", params=["httptools", "h11"])
+# Every HTTP/1 test runs on both parsers (HTTP1_PARSER) and every HTTP/2 test on both
+# implementations (HTTP2_IMPL), paired so that two servers cover the four.
+STACKS = [("httptools", "nghttp2"), ("h11", "h2")]
+STACK_IDS = [f"{parser}-{impl}" for parser, impl in STACKS]
+H2_IMPLS = ["nghttp2", "h2"]
+
+
+@pytest.fixture(scope="session", params=STACKS, ids=STACK_IDS)
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
            docroot: Path) -> Iterator[Server]:
-    """Plain HTTP, traditional routing; every test using it runs on both HTTP/1 parsers."""
-    s = start_server(tmp_path_factory.mktemp("srv"), docroot, "--http1-parser", request.param)
+    """Plain HTTP, traditional routing; every test using it runs on both HTTP/1 parsers and
+    (h2c) both HTTP/2 implementations."""
+    parser, impl = request.param
+    s = start_server(tmp_path_factory.mktemp("srv"), docroot, "--http1-parser", parser,
+                     "--http2-impl", impl)
     yield s
     s.stop()
 
 
-@pytest.fixture(scope="session")
-def tls_server(tmp_path_factory: pytest.TempPathFactory, docroot: Path,
-               certs: dict[str, str]) -> Iterator[Server]:
-    s = start_server(tmp_path_factory.mktemp("tls"), docroot, tls=(certs["cert"], certs["key"]))
+@pytest.fixture(scope="session", params=H2_IMPLS)
+def tls_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+               docroot: Path, certs: dict[str, str]) -> Iterator[Server]:
+    """HTTPS with HTTP/2 by ALPN, on each HTTP/2 implementation."""
+    s = start_server(tmp_path_factory.mktemp("tls"), docroot, "--http2-impl", request.param,
+                     tls=(certs["cert"], certs["key"]))
     yield s
     s.stop()
 

@@ -14,7 +14,7 @@ import h2.connection
 import h2.errors
 import h2.events
 import pytest
-from server_harness import Server, curl, start_server
+from server_harness import H2_IMPLS, Server, curl, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -42,10 +42,12 @@ def established(port: int) -> int:
     return len(out.splitlines())
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, docroot: Path) -> Server:
+@pytest.fixture(scope="module", params=H2_IMPLS)
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+           docroot: Path) -> Server:
     s = start_server(tmp_path_factory.mktemp("floods"), docroot, "--max-connections", "20",
-                     "--send-timeout-secs", "1", "--idle-timeout-secs", "1")
+                     "--send-timeout-secs", "1", "--idle-timeout-secs", "1",
+                     "--http2-impl", request.param)
     yield s  # type: ignore[misc]
     s.stop()
 
@@ -131,11 +133,13 @@ def _rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def test_stalled_streams_hold_neither_memory_nor_php_threads(tmp_path: Path,
-                                                           docroot: Path) -> None:
+@pytest.mark.parametrize("impl", H2_IMPLS)
+def test_stalled_streams_hold_neither_memory_nor_php_threads(tmp_path: Path, docroot: Path,
+                                                           impl: str) -> None:
     """5 connections x 100 streams of a 1 MiB PHP page, with a zero flow-control window:
     500 MiB of pages wait in budgeted memory and temp files; PHP's threads are free."""
-    s = start_server(tmp_path, docroot, "--queue-capacity", "2000", "--buffer-memory", "16M")
+    s = start_server(tmp_path, docroot, "--queue-capacity", "2000", "--buffer-memory", "16M",
+                     "--http2-impl", impl)
     clients: list[tuple[socket.socket, h2.connection.H2Connection]] = []
     try:
         worker = int(subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True,

@@ -14,23 +14,25 @@ from pathlib import Path
 
 import pytest
 from protocol_clients import ProtocolClient, make_client
-from server_harness import Server, start_server
+from server_harness import STACKS, Server, start_server
 
 pytestmark = pytest.mark.e2e
 
-PROTOCOLS = ["h1-httptools", "h1-h11", "h2", "h3"]
+PROTOCOLS = ["h1-httptools", "h1-h11", "h2-nghttp2", "h2-h2", "h3"]
+ON_H11 = ("h1-h11", "h2-h2")  # served by the h11 + h2 server, the others by the first
 
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory, docroot: Path,
             certs: dict[str, str]) -> Iterator[dict[str, Server]]:
-    """One TLS server per HTTP/1 parser; HTTP/2 and HTTP/3 use the first."""
+    """One TLS server per HTTP/1 parser and HTTP/2 implementation (server_harness.STACKS);
+    HTTP/3 uses the first."""
     started: dict[str, Server] = {}
     try:
-        for parser in ("httptools", "h11"):
+        for parser, impl in STACKS:
             started[parser] = start_server(
                 tmp_path_factory.mktemp(f"proto-{parser}"), docroot, "--http1-parser", parser,
-                tls=(certs["cert"], certs["key"]))
+                "--http2-impl", impl, tls=(certs["cert"], certs["key"]))
         yield started
     finally:
         for server in started.values():
@@ -41,7 +43,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory, docroot: Path,
 async def client(request: pytest.FixtureRequest, servers: dict[str, Server],
                  certs: dict[str, str]) -> AsyncIterator[ProtocolClient]:
     name: str = request.param
-    server = servers["h11" if name == "h1-h11" else "httptools"]
+    server = servers["h11" if name in ON_H11 else "httptools"]
     c = make_client(name, server.port, certs["ca"])
     try:
         yield c

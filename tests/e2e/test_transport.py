@@ -23,6 +23,7 @@ import httpx
 import pytest
 import trustme
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame
+from server_harness import STACK_IDS, STACKS
 from transport_app import ServerThread, TransportApp
 
 from gateway.server.settings import ServerSettings
@@ -65,28 +66,34 @@ def server_ssl(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> ssl.
     return create_ssl_context(directory / "cert.pem", directory / "key.pem")
 
 
-@pytest.fixture(scope="module", params=["httptools", "h11"])
+@pytest.fixture(scope="module", params=STACKS, ids=STACK_IDS)
 def plain(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
-    settings = ServerSettings(**{**_fields(SETTINGS), "http1_parser": request.param})
+    settings = _stack(request.param)
     server = ServerThread(TransportApp(), settings).start()
     yield server
     server.stop()
 
 
-@pytest.fixture(scope="module", params=["httptools", "h11"])
+@pytest.fixture(scope="module", params=STACKS, ids=STACK_IDS)
 def tls(request: pytest.FixtureRequest, server_ssl: ssl.SSLContext) -> Iterator[ServerThread]:
-    settings = ServerSettings(**{**_fields(SETTINGS), "http1_parser": request.param})
+    settings = _stack(request.param)
     server = ServerThread(TransportApp(), settings, server_ssl).start()
     yield server
     server.stop()
 
 
-@pytest.fixture(params=["httptools", "h11"])
+@pytest.fixture(params=STACKS, ids=STACK_IDS)
 def fresh(request: pytest.FixtureRequest) -> Iterator[ServerThread]:
-    settings = ServerSettings(**{**_fields(SETTINGS), "http1_parser": request.param})
+    settings = _stack(request.param)
     server = ServerThread(TransportApp(), settings).start()
     yield server
     server.stop()
+
+
+def _stack(stack: tuple[str, str]) -> ServerSettings:
+    """SETTINGS on one HTTP/1 parser and one HTTP/2 implementation (server_harness.STACKS)."""
+    parser, impl = stack
+    return ServerSettings(**{**_fields(SETTINGS), "http1_parser": parser, "http2_impl": impl})
 
 
 def _fields(settings: ServerSettings) -> dict[str, object]:
