@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, NoReturn
 
 import gateway
+from gateway.cpus import available_cpus
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_PHP_INI = Path(gateway.__file__).parent / "php" / "php.ini"
@@ -64,6 +65,21 @@ def flag_for(env: str) -> str:
 
 # ---------------------------------------------------------------- value parsers
 # Each takes the stripped text and returns the value or raises ValueError(reason).
+
+
+def _auto_or_integer(minimum: int) -> Callable[[str], int | None]:
+    """An integer, or `auto` (None) for a value worked out once the others are known."""
+    integer = _integer(minimum)
+
+    def parse(text: str) -> int | None:
+        if text.strip().lower() == "auto":
+            return None
+        try:
+            return integer(text)
+        except ValueError as exc:
+            raise ValueError(f"{exc}, or auto") from None
+
+    return parse
 
 
 def _integer(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
@@ -419,15 +435,17 @@ OPTIONS: tuple[Option, ...] = (
            "Separate HTTPS + HTTP/3 address. When set (and TLS is configured) LISTEN_ADDR stays "
            "plain HTTP and this one serves TLS, like nginx `listen 80; listen 443 ssl`.",
            "nginx `listen 443 ssl; listen 443 quic`", default_doc="empty"),
-    Option("PROCESSES", "processes", "1", _integer(1),
+    Option("PROCESSES", "processes", "auto", _auto_or_integer(1),
            "Worker processes, each with its own event loop, PHP thread pool and SO_REUSEPORT "
            "listening sockets (the kernel spreads connections over them); a crashed one is "
-           "restarted while the others keep serving.",
-           "nginx `worker_processes` + `listen ... reuseport`"),
+           "restarted while the others keep serving. auto = the CPUs this container may use "
+           "(affinity mask and cgroup CPU quota), at most PHP_WORKERS.",
+           "nginx `worker_processes auto` + `listen ... reuseport`"),
     Option("PHP_WORKERS", "php_workers", "0", _integer(0),
-           "PHP threads in total across all processes (split evenly); 0 = CPU count. Must be "
-           ">= PROCESSES.", "tokio_php PHP_WORKERS; php-fpm `pm.max_children`",
-           default_doc="0 (CPU count)"),
+           "PHP threads in total across all processes (split evenly); 0 = twice the CPUs "
+           "this container may use (what measured best: docs/benchmarks.md). Must be >= "
+           "PROCESSES.", "tokio_php PHP_WORKERS; php-fpm `pm.max_children`",
+           default_doc="0 (2 x CPUs)"),
     Option("QUEUE_CAPACITY", "queue_capacity", "0", _integer(0),
            "Requests that may wait for a PHP thread, in total (split like PHP_WORKERS); when "
            "full the answer is 503 with Retry-After. 0 = PHP_WORKERS x 100.",
@@ -909,9 +927,12 @@ def _resolve_dependent(values: dict[str, Any]) -> None:
     _resolve_otel(values)
     if values["drain_timeout_secs"] is None:
         values["drain_timeout_secs"] = values["request_timeout"] or DEFAULT_DRAIN_TIMEOUT_SECS
+    cpus = available_cpus()
+    if values["processes"] is None:  # auto: a process per CPU, none without a PHP thread
+        values["processes"] = min(cpus, values["php_workers"] or cpus)
     processes = values["processes"]
     if values["php_workers"] == 0:
-        values["php_workers"] = max(os.cpu_count() or 1, processes)
+        values["php_workers"] = max(PHP_WORKERS_PER_CPU * cpus, processes)
     elif values["php_workers"] < processes:
         raise ConfigError("PHP_WORKERS", f"must be >= PROCESSES ({processes}): each process "
                                          "needs at least one PHP thread")
@@ -989,6 +1010,9 @@ def _resolve_otel(values: dict[str, Any]) -> None:
                                                       "'php-gateway[otel]'")
 
 
+# PHP_WORKERS' default per CPU: threads beyond the cores keep them busy while a script waits
+# on a database or an API (FrankenPHP's num_threads default is the same)
+PHP_WORKERS_PER_CPU = 2
 DEFAULT_DRAIN_TIMEOUT_SECS = 30.0  # when REQUEST_TIMEOUT is off (tokio_php's default)
 _H3_STREAM_WINDOW = 256 * 1024  # gateway.protocol.http3.STREAM_WINDOW (kept import-free)
 

@@ -74,8 +74,7 @@ async def serve(config: Config, index: int, sockets: dict[str, socket.socket],
     from gateway.pipeline.chain import build_app
     from gateway.pipeline.observe import observe
     from gateway.server.listen import start_listeners
-    from gateway.server.quic import QuicServer
-    from gateway.server.tcp import TCPServer
+    from gateway.server.tcp import TCPServer  # (aioquic is imported only for HTTP/3)
 
     pool = PhpPool(pool_options(config, index))
     pool.start()
@@ -101,7 +100,7 @@ async def serve(config: Config, index: int, sockets: dict[str, socket.socket],
     loop = asyncio.get_running_loop()
     if worker_metrics is not None:
         worker_metrics.states = [(s.state, "tcp" if isinstance(s, TCPServer) else "quic")
-                                 for s in servers.public if isinstance(s, TCPServer | QuicServer)]
+                                 for s in servers.public]
         worker_metrics.start(loop)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

@@ -10,11 +10,17 @@ from typing import Protocol
 from gateway.config import Config
 from gateway.pipeline.context import App
 from gateway.server.settings import ServerSettings
+from gateway.server.state import ServerState
 from gateway.server.tcp import TCPServer
 from gateway.server.tls import create_ssl_context
 
 
 class Drainable(Protocol):
+    @property
+    def state(self) -> ServerState:
+        """Its connections' counts, for the metrics."""
+        ...
+
     async def drain(self, timeout: float) -> None:
         """Close the listening socket at once, then give connections `timeout` seconds."""
         ...

@@ -20,6 +20,8 @@ import httpx
 import pytest
 from server_harness import REPO, Server, curl, raw_connection, start_server
 
+from gateway.cpus import available_cpus
+
 pytestmark = pytest.mark.e2e
 
 
@@ -241,6 +243,52 @@ def test_bad_config_value_names_the_option(docroot: Path) -> None:
                          env={**os.environ, "HEADER_TIMEOUT_SECS": "-3"})
     assert out.returncode == 2
     assert "HEADER_TIMEOUT_SECS" in out.stderr
+
+
+def imported(s: Server, module: str) -> int:
+    """How many processes imported `module` (PYTHONPROFILEIMPORTTIME's lines in the log)."""
+    return sum(1 for line in s.logs().splitlines()
+               if line.startswith("import time:") and line.split("|")[-1].strip() == module)
+
+
+def test_http3_and_an_exporter_import_what_they_need(tmp_path: Path, docroot: Path,
+                                                     certs: dict[str, str]) -> None:
+    s = start_server(tmp_path, docroot, tls=(certs["cert"], certs["key"]), env={
+        "PYTHONPROFILEIMPORTTIME": "1", "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"})
+    try:
+        assert imported(s, "aioquic") == 1 and imported(s, "opentelemetry.sdk") >= 1
+    finally:
+        s.stop()
+
+
+def test_defaults_run_a_process_per_cpu_with_two_php_threads_each(tmp_path: Path,
+                                                                   docroot: Path) -> None:
+    """No sizing options, as `docker run` without flags: PROCESSES=auto is one process per
+    CPU this machine lets us use, PHP_WORKERS=0 twice that many PHP threads."""
+    cpus = available_cpus()
+    s = start_server(tmp_path, docroot, sizing=(), workers_ready=cpus, internal=True,
+                     env={"PYTHONPROFILEIMPORTTIME": "1"})
+    try:
+        # a worker imports what its configuration uses: no HTTP/3, no exporter here
+        assert imported(s, "aioquic") == imported(s, "opentelemetry.sdk") == 0, s.logs()
+        assert imported(s, "gateway.php.pool") == cpus  # (the check sees the workers)
+        children = subprocess.run(["pgrep", "-P", str(s.proc.pid)], capture_output=True,
+                                  text=True).stdout.split()
+        assert len(children) == cpus
+        deadline = time.monotonic() + 15  # each process reports itself once a second
+        while True:
+            raw = curl("-H", "Accept: application/json",
+                       f"http://127.0.0.1:{s.internal_port}/status").stdout
+            processes = json.loads(raw)["processes"]
+            if len(processes) == cpus or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(processes) == cpus, raw
+        assert [len(p["threads"]) for p in processes] == [2] * cpus
+        assert curl(f"{s.url}/hello.php").stdout == b"Hello, World!"
+    finally:
+        s.stop()
 
 
 def test_crashed_worker_is_restarted(tmp_path: Path, docroot: Path) -> None:

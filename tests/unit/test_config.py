@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trustme
 
+from gateway import config as config_module
 from gateway.config import (
     DEFAULT_PHP_INI,
     OPTIONS,
@@ -23,6 +24,7 @@ from gateway.config import (
     load_config,
     options_markdown,
 )
+from gateway.cpus import available_cpus
 from gateway.observability.otel_export import traces_url
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,6 +77,7 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("LISTEN_ADDR", "localhost:0", "listen_addr", HostPort("localhost", 0)),
     ("TLS_LISTEN_ADDR", "0.0.0.0:8443", "tls_listen_addr", HostPort("0.0.0.0", 8443)),
     ("PROCESSES", "2", "processes", 2),
+    ("PROCESSES", "1", "processes", 1),
     ("PHP_WORKERS", "7", "php_workers", 7),
     ("QUEUE_CAPACITY", "55", "queue_capacity", 55),
     ("DOCUMENT_ROOT", "{root}", "document_root", "{root}"),
@@ -194,7 +197,7 @@ def test_option_from_flag(files: dict[str, Path], env: str, text: str, attr: str
 def test_defaults(files: dict[str, Path]) -> None:
     c = load(files)
     assert c.listen_addr == HostPort("0.0.0.0", 8080)
-    assert c.php_workers == max(os.cpu_count() or 1, 1)
+    assert (c.processes, c.php_workers) == (available_cpus(), 2 * available_cpus())
     assert c.queue_capacity == c.php_workers * 100
     assert c.index_file is None and c.internal_addr is None and c.error_pages_dir is None
     assert (c.drain_timeout_secs, c.header_timeout_secs, c.idle_timeout_secs) == (120, 5, 60)
@@ -211,7 +214,7 @@ def test_defaults(files: dict[str, Path]) -> None:
     assert c.php_ini_set == () and c.trusted_proxies == ()
     assert (c.log_level, c.service_name, c.http1_parser) == ("info", "php-gateway", "httptools")
     assert c.http2_impl == "nghttp2"
-    assert c.processes == 1 and c.tls_cert is None
+    assert c.tls_cert is None
 
 
 def test_default_document_root_is_var_www_html() -> None:
@@ -258,6 +261,31 @@ def test_workers_and_queue_split_across_processes(files: dict[str, Path]) -> Non
     assert [c.queue_capacity_for(i) for i in range(2)] == [250, 250]
 
 
+def test_processes_auto_follows_the_cpus_and_php_workers(files: dict[str, Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """PROCESSES=auto (the default) is a process per usable CPU, never more processes than
+    PHP threads; PHP_WORKERS=0 is two threads per CPU."""
+    monkeypatch.setattr(config_module, "available_cpus", lambda: 3)
+    c = load(files)
+    assert (c.processes, c.php_workers) == (3, 6)
+    assert (load(files, ["--php-workers", "2"]).processes, load(files, env={
+        "PROCESSES": "AUTO", "PHP_WORKERS": "8"}).processes) == (2, 3)
+    assert load(files, ["--processes", "5"]).php_workers == 6
+    assert load(files, ["--processes", "7"]).php_workers == 7  # one thread each, at least
+
+
+def test_available_cpus_honours_affinity_and_the_cgroup_quota(tmp_path: Path) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    cpu_max = tmp_path / "cpu.max"
+    assert available_cpus(tmp_path / "missing") == affinity
+    cpu_max.write_text("max 100000\n")
+    assert available_cpus(cpu_max) == affinity
+    cpu_max.write_text("150000 100000\n")  # docker run --cpus 1.5
+    assert available_cpus(cpu_max) == min(affinity, 2)
+    cpu_max.write_text("10000 100000\n")
+    assert available_cpus(cpu_max) == 1
+
+
 def test_tls_enables_http3_by_default(files: dict[str, Path]) -> None:
     c = load(files, env={"TLS_CERT": str(files["cert"]), "TLS_KEY": str(files["key"])})
     assert c.tls and c.http3
@@ -279,7 +307,8 @@ BAD: list[tuple[str, str, str]] = [
     ("LISTEN_ADDR", "[nothex]:80", "IPv6"),
     ("LISTEN_ADDR", "::1:80", "host:port"),
     ("INTERNAL_ADDR", "nope", "host:port"),
-    ("PROCESSES", "0", "positive integer"),
+    ("PROCESSES", "0", "positive integer, or auto"),
+    ("PROCESSES", "many", "or auto"),
     ("PHP_WORKERS", "abc", "non-negative integer"),
     ("PHP_WORKERS", "-1", "non-negative integer"),
     ("QUEUE_CAPACITY", "1.5", "integer"),
