@@ -6,6 +6,7 @@ to compare two versions of gateway/server/ and gateway/protocol/ with.
 
     python -m bench.connection_cost                       # this checkout, HTTP/1.1 and h2c
     python -m bench.connection_cost --tree ../old-checkout --protocols h1
+    python -m bench.connection_cost --protocols h2 --http2-impl h2     # HTTP2_IMPL=h2
 
 `--tree` runs another checkout's gateway package with this checkout's interpreter.
 """
@@ -38,15 +39,15 @@ async def app(ctx):
     await ctx.send_data(b"Hello, World!")
     await ctx.end()
 
-async def main(port):
-    server = TCPServer(app, ServerSettings())
+async def main(port, impl):
+    server = TCPServer(app, ServerSettings(**({"http2_impl": impl} if impl else {})))
     await server.start(host="127.0.0.1", port=port)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     print("ready", flush=True)
     await stop.wait()
 
-uvloop.run(main(int(sys.argv[1])))
+uvloop.run(main(int(sys.argv[1]), sys.argv[2]))
 '''
 
 
@@ -56,7 +57,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def instructions(tree: Path, protocol: str, requests: int, workdir: Path) -> int:
+def instructions(tree: Path, protocol: str, requests: int, workdir: Path,
+                 impl: str = "") -> int:
     """callgrind's total for one server run that answers `requests` requests."""
     port = free_port()
     script = workdir / "server.py"
@@ -66,7 +68,7 @@ def instructions(tree: Path, protocol: str, requests: int, workdir: Path) -> int
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={workdir}/cg.out",
-             sys.executable, str(script), str(port)], stdout=out, stderr=subprocess.STDOUT,
+             sys.executable, str(script), str(port), impl], stdout=out, stderr=subprocess.STDOUT,
             env=env)
     deadline = time.monotonic() + 120
     while b"ready" not in log.read_bytes():
@@ -91,14 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tree", type=Path, default=REPO, help="checkout whose gateway/ runs")
     p.add_argument("--protocols", default="h1,h2", help="h1 and/or h2 (cleartext, h2c)")
     p.add_argument("--requests", type=int, default=4000)
+    p.add_argument("--http2-impl", default="", choices=["", "nghttp2", "h2"],
+                   help="HTTP2_IMPL of the server (default: the tree's own default)")
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="connection-cost-") as tmp:
         workdir = Path(tmp)
         for protocol in a.protocols.split(","):
-            idle = instructions(a.tree.resolve(), protocol, 0, workdir)
-            busy = instructions(a.tree.resolve(), protocol, a.requests, workdir)
-            print(f"{protocol}: {(busy - idle) / a.requests:,.0f} instructions per request "
-                  f"({a.tree.resolve()})")
+            idle = instructions(a.tree.resolve(), protocol, 0, workdir, a.http2_impl)
+            busy = instructions(a.tree.resolve(), protocol, a.requests, workdir, a.http2_impl)
+            impl = f" {a.http2_impl}" if a.http2_impl and protocol == "h2" else ""
+            print(f"{protocol}{impl}: {(busy - idle) / a.requests:,.0f} instructions per "
+                  f"request ({a.tree.resolve()})")
     return 0
 
 

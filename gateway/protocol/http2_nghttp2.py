@@ -50,6 +50,7 @@ _CLOSED_REASONS: Final = {
     lib.GW_CLOSED_FLOOD: "control-frame flood",
     lib.GW_CLOSED_HEADERS: "header list too large",
     lib.GW_CLOSED_PROTOCOL: "protocol error",
+    lib.GW_CLOSED_CONTINUATIONS: "too many CONTINUATION frames",
 }
 _chain = itertools.chain.from_iterable
 

@@ -43,6 +43,7 @@ struct gw_h2 {
     uint32_t peer_initial_window;
     gw_stream *responding;
     int closed;
+    int receiving; /* inside gw_h2_receive */
     uint32_t goaway_error; /* the error code of a GOAWAY nghttp2 sent on its own */
 };
 
@@ -269,6 +270,12 @@ static void unlink_stream(gw_h2 *h, gw_stream *gs) {
 }
 
 static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error, void *ud) {
+    gw_h2 *h = ud;
+    /* a stream nghttp2 reset on its own while reading (DATA beyond content-length): its
+       app must stop; the resets Python asked for are known to it already */
+    if (error != NGHTTP2_NO_ERROR && h->receiving && !h->closed &&
+        !record(h, GW_EV_RESET, 0, id, 0, error))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
     gw_stream *gs = nghttp2_session_get_stream_user_data(s, id);
     if (gs) {
         nghttp2_session_set_stream_user_data(s, id, NULL);
@@ -411,13 +418,18 @@ static int feed(gw_h2 *h, const uint8_t *data, size_t len) {
     if (rv >= 0)
         return 0;
     uint32_t code = NGHTTP2_PROTOCOL_ERROR;
-    if (rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS)
+    uint8_t why = GW_CLOSED_PROTOCOL;
+    if (rv == NGHTTP2_ERR_FLOODED) { /* more PING/SETTINGS ACKs queued than nghttp2 keeps */
         code = NGHTTP2_ENHANCE_YOUR_CALM;
-    else if (rv == NGHTTP2_ERR_NOMEM || rv == NGHTTP2_ERR_CALLBACK_FAILURE)
+        why = GW_CLOSED_FLOOD;
+    } else if (rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS) {
+        code = NGHTTP2_ENHANCE_YOUR_CALM;
+        why = GW_CLOSED_CONTINUATIONS;
+    } else if (rv == NGHTTP2_ERR_NOMEM || rv == NGHTTP2_ERR_CALLBACK_FAILURE) {
         code = NGHTTP2_INTERNAL_ERROR;
+    }
     drain(h);
-    close_with(h, code, code == NGHTTP2_ENHANCE_YOUR_CALM ? GW_CLOSED_FLOOD
-                                                        : GW_CLOSED_PROTOCOL);
+    close_with(h, code, why);
     return -1;
 }
 
@@ -461,6 +473,7 @@ static void scan(gw_h2 *h, const uint8_t *data, size_t len) {
 
 size_t gw_h2_receive(gw_h2 *h, const uint8_t *data, size_t len, const uint8_t **events) {
     h->ev.len = 0;
+    h->receiving = 1;
     /* a slice at a time, answering as it goes: a flood is stopped within the slice
        that crossed the allowance, and nghttp2's queue of PING/SETTINGS ACKs stays short */
     while (len && !h->closed) {
@@ -479,6 +492,7 @@ size_t gw_h2_receive(gw_h2 *h, const uint8_t *data, size_t len, const uint8_t **
     } else {
         drain(h);
     }
+    h->receiving = 0;
     *events = h->ev.data;
     return h->ev.len;
 }

@@ -20,7 +20,9 @@ enum {
     GW_EV_GOAWAY = 6, GW_EV_CLOSED = 7,
     GW_FLAG_END_STREAM = 1, GW_FLAG_COOKIES = 2,  /* REQUEST: no body; cookie crumbs */
     GW_FLAG_REMOTE = 1,                            /* RESET: the peer sent RST_STREAM */
-    GW_CLOSED_FLOOD = 1, GW_CLOSED_HEADERS = 2, GW_CLOSED_PROTOCOL = 3  /* CLOSED flags */
+    /* CLOSED flags: why the connection ended */
+    GW_CLOSED_FLOOD = 1, GW_CLOSED_HEADERS = 2, GW_CLOSED_PROTOCOL = 3,
+    GW_CLOSED_CONTINUATIONS = 4
 };
 
 typedef struct gw_h2 gw_h2;

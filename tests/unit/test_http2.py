@@ -12,7 +12,15 @@ import h2.errors
 import h2.events
 import h2.settings
 import pytest
-from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
+from hpack import Encoder, NeverIndexedHeaderTuple
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    Frame,
+    GoAwayFrame,
+    HeadersFrame,
+    RstStreamFrame,
+)
 
 from gateway.protocol.events import Body, BodyTooLarge, EndBody, ProtocolError, Request, StreamReset
 from gateway.protocol.http1 import Http1Adapter, SwitchToH2
@@ -663,3 +671,79 @@ def test_a_flood_in_one_read_is_stopped_within_a_slice() -> None:
     # the handshake's SETTINGS and SETTINGS ACK count as control frames too (nghttp2 stops
     # at the frame; h2 answers the rest of the slice before it is checked)
     assert FLOOD_BASE - 2 <= len(acks) < FLOOD_BASE + 16 * 1024 // 17  # at most a slice more
+
+
+# -- limits both implementations keep ----------------------------------------------------------
+
+
+def test_a_continuation_flood_is_cut_off() -> None:
+    """CVE-2024-28182: a header block spread over endless CONTINUATION frames."""
+    server, _ = connect()
+    head = HeadersFrame(1, data=Encoder().encode(GET)[:2], flags=["END_STREAM"])
+    wire = head.serialize() + ContinuationFrame(1, data=b"").serialize() * 2000
+    events = server.receive_data(wire)
+    assert [type(e) for e in events] == [ConnectionClosed]
+    assert server.closed
+    goaway = [f for f in frames(server.data_to_send()) if isinstance(f, GoAwayFrame)]
+    assert goaway and goaway[-1].error_code != 0
+
+
+def test_an_hpack_bomb_is_stopped_by_the_header_list_limit() -> None:
+    """A 3 KB field indexed once, then referenced 30 times in 43 bytes: 90 KB decoded."""
+    server, client = connect()
+    client.send_headers(1, [*GET, (b"x-big", b"v" * 3000)], end_stream=True)
+    assert isinstance(to_server(server, client)[0], Request)
+    client.send_headers(3, [*GET, *[(b"x-big", b"v" * 3000)] * 30], end_stream=True)
+    wire = client.data_to_send()
+    assert len(wire) < 100
+    events = server.receive_data(wire)
+    assert [type(e) for e in events] == [ConnectionClosed]
+    assert events[0].error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+
+
+def test_volatile_response_fields_are_never_indexed() -> None:
+    server, client = connect()
+    client.send_headers(1, GET, end_stream=True)
+    to_server(server, client)
+    server.send_response(1, 200, [(b"x-request-id", b"r-1"), (b"traceparent", b"00-ab-cd-01"),
+                                  (b"content-type", b"text/plain"), (b"content-length", b"0")])
+    server.end_stream(1)
+    response = to_client(server, client)[0]
+    assert isinstance(response, h2.events.ResponseReceived)
+    kinds = {field[0]: type(field) for field in response.headers}
+    assert kinds[b"x-request-id"] is NeverIndexedHeaderTuple
+    assert kinds[b"traceparent"] is NeverIndexedHeaderTuple
+    assert kinds[b"content-type"] is not NeverIndexedHeaderTuple
+
+
+def test_unknown_frame_flood_ends_with_enhance_your_calm() -> None:
+    server, _ = connect()
+    unknown = b"\x00\x00\x01\xfa\x00\x00\x00\x00\x00x"  # type 0xfa, one byte, stream 0
+    events: list[H2Event] = []
+    for _ in range(FLOOD_BASE // 100 + 2):
+        events += server.receive_data(unknown * 100)
+        if server.closed:
+            break
+    assert [e.error_code for e in events if isinstance(e, ConnectionClosed)] == [
+        h2.errors.ErrorCodes.ENHANCE_YOUR_CALM]
+
+
+def test_data_beyond_the_content_length_ends_the_stream(impl: str) -> None:
+    """RFC 9113 §8.1.1: malformed. nghttp2 resets the stream (a stream error), h2 ends the
+    connection; either way the app's stream is over and the peer is told PROTOCOL_ERROR."""
+    server, client = connect()
+    client.send_headers(1, [(b":method", b"POST"), *GET[1:], (b"content-length", b"5")])
+    to_server(server, client)
+    events = server.receive_data(DataFrame(1, data=b"0123456789", flags=["END_STREAM"])
+                                 .serialize())
+    assert not any(isinstance(e, Body) for e in events)
+    sent = list(frames(server.data_to_send()))
+    if impl == "nghttp2":
+        assert events == [StreamReset(1)]
+        assert [(f.stream_id, f.error_code) for f in sent if isinstance(f, RstStreamFrame)] == [
+            (1, h2.errors.ErrorCodes.PROTOCOL_ERROR)]
+        assert not server.closed
+    else:
+        assert [type(e) for e in events] == [ConnectionClosed]
+        assert [f.error_code for f in sent if isinstance(f, GoAwayFrame)] == [
+            h2.errors.ErrorCodes.PROTOCOL_ERROR]
