@@ -30,7 +30,7 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable
 
 from bench import procs, report
 from bench.parsers import LoadResult, ParseError, h2load_result, parse_h2load, parse_wrk
-from bench.servers import REPO, Endpoints, Gateway, NginxFpm, Server, free_port
+from bench.servers import PHP_INI, REPO, Endpoints, Gateway, NginxFpm, Server, free_port
 from bench.workloads import (
     LoadSettings,
     Workload,
@@ -47,6 +47,12 @@ LABELS = {
     GATEWAY: "php-gateway",
     FPM84: "nginx + php-fpm 8.4",
     FPM82: "nginx + php-fpm 8.2 (Debian)",
+}
+# --defaults: each side as it comes, no sizing or tuning
+DEFAULTS_LABELS = {
+    GATEWAY: "php-gateway, no options",
+    FPM84: "nginx + php-fpm 8.4, Debian's configuration",
+    FPM82: "nginx + php-fpm 8.2, as Debian ships it",
 }
 PROTOCOLS = ("h1", "h2")
 DOCS = REPO / "docs" / "benchmarks.md"
@@ -92,6 +98,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, help="results directory (default bench/results; quick "
                    "runs: the run directory, so they never replace published numbers)")
     p.add_argument("--keep", action="store_true", help="keep the run directory (configs, logs)")
+    p.add_argument("--defaults", action="store_true",
+                   help="out of the box: php-gateway without sizing options against nginx + "
+                   "php-fpm as Debian ships them (nginx worker_processes auto, the www pool's pm "
+                   "= dynamic with 5 children; fpm 8.2 with Debian's php.ini); results in "
+                   "bench/results/defaults.*")
     a = p.parse_args(argv)
     # Three short rounds rather than two long ones: on a shared 2-core box noise comes in
     # bursts, and the median of three drops the round a burst hit.
@@ -148,6 +159,8 @@ def build_servers(a: argparse.Namespace, run: Path, docroot: Path, cert: Path,
                   key: Path) -> list[Server]:
     cores = os.cpu_count() or 1
     cpu = ["taskset", "-c", "0"] if a.pin == "split" and cores > 1 else []
+    stock = a.defaults  # Debian's configuration on the nginx side, none on ours
+    extra = "" if stock else a.nginx_extra
     wanted = a.servers.split(",")
     servers: list[Server] = []
     for k in wanted:
@@ -155,7 +168,7 @@ def build_servers(a: argparse.Namespace, run: Path, docroot: Path, cert: Path,
         if k == GATEWAY:
             servers.append(Gateway(k, LABELS[k], ep, run, cpu, docroot=docroot,
                                    php_workers=a.php_workers, processes=a.processes,
-                                   cert=cert, key_file=key))
+                                   cert=cert, key_file=key, sized=not stock))
         elif k == FPM84:
             prefix = fpm84_prefix(a.fpm_prefix)
             ext_dir = sh([str(prefix / "bin" / "php-config"), "--extension-dir"])
@@ -164,13 +177,14 @@ def build_servers(a: argparse.Namespace, run: Path, docroot: Path, cert: Path,
             servers.append(NginxFpm(k, LABELS[k], ep, run, cpu, fpm_binary=prefix / "sbin" /
                                     "php-fpm", fpm_ini_args=ini, docroot=docroot,
                                     php_workers=a.php_workers, nginx_workers=a.processes,
-                                    cert=cert, key_file=key, nginx_extra=a.nginx_extra))
+                                    cert=cert, key_file=key, nginx_extra=extra, stock=stock))
         elif k == FPM82:
             # Debian's build loads OPcache from its own conf.d scan directory.
             servers.append(NginxFpm(k, LABELS[k], ep, run, cpu,
                                     fpm_binary=Path("/usr/sbin/php-fpm8.2"), docroot=docroot,
                                     php_workers=a.php_workers, nginx_workers=a.processes,
-                                    cert=cert, key_file=key, nginx_extra=a.nginx_extra))
+                                    cert=cert, key_file=key, nginx_extra=extra, stock=stock,
+                                    php_ini=None if stock else PHP_INI))
         else:
             raise SystemExit(f"unknown server {k!r}; choose from {', '.join(LABELS)}")
     return servers
@@ -277,6 +291,10 @@ def soak(server: Server, w_list: list[Workload], settings: LoadSettings, total: 
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    name = "latest"
+    if a.defaults:
+        LABELS.update(DEFAULTS_LABELS)
+        a.soak_requests, name = 0, "defaults"
     started = dt.datetime.now(dt.UTC)
     run = Path(tempfile.mkdtemp(prefix="php-gateway-bench-"))
     rawdir = run / "raw"
@@ -366,8 +384,10 @@ def main(argv: list[str] | None = None) -> int:
     meta["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     rows = report.reduce(cells, os.cpu_count() or 1)
     present = {r.server for r in rows}
-    # Same PHP version as ours first; Debian's 8.2 only when 8.4 was not run.
-    baseline = next((k for k in (FPM84, FPM82) if k in present), FPM84)
+    # Same PHP version as ours first; Debian's 8.2 only when 8.4 was not run. Out of the box,
+    # what Debian ships is the baseline.
+    order = (FPM82, FPM84) if a.defaults else (FPM84, FPM82)
+    baseline = next((k for k in order if k in present), order[0])
     ratio_rows = report.ratios(rows, GATEWAY, baseline)
     labels = {k: LABELS[k] for k in a.servers.split(",")}
     wl = {w.key: w.label for w in ws}
@@ -383,14 +403,14 @@ def main(argv: list[str] | None = None) -> int:
               f"{soak_result['rss_after'] / report.MIB:.1f} MiB")
 
     md = results_markdown(meta, rows, ratio_rows, cells, soak_result, labels, wl, baseline)
-    (out_dir / "latest.md").write_text(md)
-    report.write_json(out_dir / "latest.json", meta, cells, rows, ratio_rows, soak_result)
+    (out_dir / f"{name}.md").write_text(md)
+    report.write_json(out_dir / f"{name}.json", meta, cells, rows, ratio_rows, soak_result)
     if ratio_rows:
-        report.chart(out_dir / "ratios.png", ratio_rows, wl,
+        report.chart(out_dir / ("defaults.png" if a.defaults else "ratios.png"), ratio_rows, wl,
                      f"php-gateway ÷ {LABELS[baseline]} — {meta['machine']['cores']} cores, "
                      f"{meta['started'][:10]}")
     if not a.quick and a.out is None:
-        update_docs(md)
+        update_docs(md, "defaults" if a.defaults else "results")
     print(f"bench: results in {out_dir}", flush=True)
     if meta["incidents"] or any(c.error for c in cells):
         print(f"bench: failures; server logs kept in {run}", flush=True)
@@ -499,10 +519,16 @@ def results_markdown(meta: dict[str, Any], rows: list[report.Row],
         f"{st['warmup']:g} s warm-up; HTTP/1.1: `wrk -t{st['wrk_threads']} "
         f"-c{st['connections']}` keep-alive; HTTP/2: `h2load -t1 -c{st['h2_clients']} "
         f"-m{st['h2_streams']}` over TLS (same certificate for every server). "
-        f"PHP workers: {st['php_workers']} (php-gateway threads = php-fpm `pm.max_children`, "
-        f"`pm = static`); php-gateway processes = nginx `worker_processes` = {st['processes']}. "
-        "Same php.ini (gateway/php/php.ini, OPcache on, JIT off) for php-gateway and "
-        "php-fpm 8.4.",
+        + (
+            "Each side as it comes: php-gateway with no sizing option (PROCESSES=auto, "
+            "PHP_WORKERS=0); nginx with Debian's `worker_processes auto`, "
+            "`worker_connections 768`, keep-alive defaults and access log; php-fpm with "
+            "Debian's www pool (`pm = dynamic`, 5 children at most); php-fpm 8.2 with Debian's "
+            "php.ini, php-fpm 8.4 with gateway/php/php.ini." if st.get("defaults") else
+            f"PHP workers: {st['php_workers']} (php-gateway threads = php-fpm "
+            f"`pm.max_children`, `pm = static`); php-gateway processes = nginx "
+            f"`worker_processes` = {st['processes']}. Same php.ini (gateway/php/php.ini, "
+            "OPcache on, JIT off) for php-gateway and php-fpm 8.4."),
         "",
         "req/s: median over rounds; p50/p99: median over rounds of each run's percentile; errors: "
         "socket errors, timeouts and non-2xx/3xx answers, summed; peak RSS: highest sum of RSS "
@@ -610,12 +636,12 @@ def results_markdown(meta: dict[str, Any], rows: list[report.Row],
     return "\n".join(lines)
 
 
-def update_docs(md: str) -> None:
-    """Replaces the generated block in docs/benchmarks.md, if the markers are there."""
+def update_docs(md: str, block: str = "results") -> None:
+    """Replaces a generated block in docs/benchmarks.md, if its markers are there."""
     if not DOCS.exists():
         return
     text = DOCS.read_text()
-    begin, end = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+    begin, end = f"<!-- bench:{block}:begin -->", f"<!-- bench:{block}:end -->"
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)

@@ -2,6 +2,7 @@
 # php-gateway vs nginx + php-fpm, one command: installs what is missing, then runs the driver.
 #   bench/run.sh            full run (~10 min), results to bench/results/ and docs/benchmarks.md
 #   bench/run.sh --quick    smoke test (~2 min), results to the run directory only
+#   bench/run.sh --defaults no options on our side, Debian's configuration on nginx + php-fpm
 #   bench/run.sh --symfony  a Symfony route: nginx + php-fpm vs classic vs worker mode (bench/symfony.py)
 # Other options: bench/run.sh --help
 set -euo pipefail

@@ -105,6 +105,11 @@ class NginxFpm(Server):
     key_file: Path = Path()
     nginx_extra: str = ""  # more http-level directives (--nginx-extra), for tuning trials
     front_controller: str = ""  # e.g. "index.php": every other path runs it (Symfony's nginx)
+    # Debian's own settings instead of the tuned side by side ones: nginx.conf's
+    # `worker_processes auto`, worker_connections 768 and keepalive defaults, the www pool's
+    # pm = dynamic (5 children at most), and php.ini as the fpm_ini_args leave it
+    stock: bool = False
+    php_ini: Path | None = PHP_INI  # None: the build's own (Debian's /etc/php/8.2/fpm/php.ini)
 
     def _write_configs(self) -> tuple[Path, Path, Path]:
         d = self.rundir / self.key
@@ -113,7 +118,11 @@ class NginxFpm(Server):
         sock = d / "fpm.sock"
         root = os.geteuid() == 0
         fpm_conf = d / "php-fpm.conf"
-        # pm = static with max_children = the gateway's PHP thread count: same PHP capacity.
+        # pm = static with max_children = the gateway's PHP thread count: same PHP capacity;
+        # stock: Debian's /etc/php/*/fpm/pool.d/www.conf process manager
+        pm = ("pm = dynamic\npm.max_children = 5\npm.start_servers = 2\n"
+              "pm.min_spare_servers = 1\npm.max_spare_servers = 3" if self.stock else
+              f"pm = static\npm.max_children = {self.php_workers}\npm.max_requests = 0")
         fpm_conf.write_text(
             f"""[global]
 pid = {d}/php-fpm.pid
@@ -125,9 +134,7 @@ daemonize = no
 {"group = root" if root else ""}
 listen = {sock}
 listen.mode = 0666
-pm = static
-pm.max_children = {self.php_workers}
-pm.max_requests = 0
+{pm}
 clear_env = no
 catch_workers_output = no
 """
@@ -142,18 +149,18 @@ catch_workers_output = no
         nginx_conf.write_text(
             f"""{user}
 {load_brotli}
-worker_processes {self.nginx_workers};
+worker_processes {"auto" if self.stock else self.nginx_workers};
 daemon off;
 pid {d}/nginx.pid;
 error_log {d}/logs/nginx-error.log warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {768 if self.stock else 4096}; }}
 http {{
     include /etc/nginx/mime.types;
     default_type application/octet-stream;
-    access_log off;
+    {f"access_log {d}/logs/access.log;" if self.stock else "access_log off;"}
     sendfile on;
     tcp_nopush on;
-    keepalive_requests 1000000;
+    {"" if self.stock else "keepalive_requests 1000000;"}
     client_max_body_size 64m;
     gzip on;  # Debian's nginx.conf; the stock gzip_comp_level 1 and gzip_types text/html
     {"brotli on;" if brotli else ""}
@@ -199,7 +206,7 @@ http {{
         d = self.rundir / self.key
         fpm = [
             *self.cpu_prefix, str(self.fpm_binary), "--nodaemonize", "--fpm-config", str(fpm_conf),
-            "-c", str(PHP_INI), *self.fpm_ini_args,
+            *(["-c", str(self.php_ini)] if self.php_ini else []), *self.fpm_ini_args,
         ]
         if os.geteuid() == 0:
             fpm.append("--allow-to-run-as-root")
@@ -241,6 +248,7 @@ class Gateway(Server):
     cert: Path = Path()
     key_file: Path = Path()
     extra_args: list[str] = field(default_factory=list)  # e.g. --worker-script FILE
+    sized: bool = True  # False: no --php-workers / --processes, the defaults decide
 
     def start(self) -> None:
         d = self.rundir / self.key
@@ -251,7 +259,8 @@ class Gateway(Server):
             "--listen-addr", f"127.0.0.1:{self.endpoints.http_port}",
             "--tls-listen-addr", f"127.0.0.1:{self.endpoints.https_port}",
             "--tls-cert", str(self.cert), "--tls-key", str(self.key_file),
-            "--php-workers", str(self.php_workers), "--processes", str(self.processes),
+            *(["--php-workers", str(self.php_workers), "--processes", str(self.processes)]
+              if self.sized else []),
             *self.extra_args,
         ]
         self.commands = [_cmdline(argv)]
