@@ -64,6 +64,24 @@ def pss_bytes(pid: int) -> int:
     return 0
 
 
+def role(pid: int) -> str:
+    """What a process of a server tree is, for memory per process: php-fpm and nginx name
+    themselves ("php-fpm: pool bench", "nginx: worker process"); ours by module."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    title = argv[0].decode(errors="replace")
+    words = title.split()
+    if words and words[0] in ("php-fpm:", "nginx:"):  # "php-fpm: pool www", "nginx: master ..."
+        return " ".join(words[:2] if words[1] == "pool" else words[:3])
+    if b"gateway.worker" in argv:
+        return "php-gateway worker"
+    if any(a.endswith(b"php-gateway") for a in argv[:2]):
+        return "php-gateway supervisor"
+    return Path(title).name
+
+
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -102,6 +120,7 @@ class MemorySampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self.peak_rss = 0
         self.peak_pss = 0
+        self.pss_by_role: dict[str, list[int]] = {}  # at the peak: each process's PSS
         self.samples = 0
         self.server_cpu = 0.0  # CPU seconds the tree used inside the `with` block
         self.machine_cpu = 0.0  # busy CPU seconds of the whole machine, same span
@@ -132,7 +151,13 @@ class MemorySampler:
                 refreshed = now
             self.peak_rss = max(self.peak_rss, sum(rss_bytes(p) for p in pids))
             if n % 5 == 0:
-                self.peak_pss = max(self.peak_pss, sum(pss_bytes(p) for p in pids))
+                each = {p: pss_bytes(p) for p in pids}
+                if sum(each.values()) > self.peak_pss:
+                    self.peak_pss = sum(each.values())
+                    by_role: dict[str, list[int]] = {}
+                    for p, v in each.items():
+                        by_role.setdefault(role(p), []).append(v)
+                    self.pss_by_role = by_role
             n += 1
             self.samples = n
             if self._stop.wait(self._interval):

@@ -25,6 +25,7 @@ class Cell:
     result: LoadResult | None = None
     peak_rss: int = 0
     peak_pss: int = 0
+    pss_by_role: dict[str, list[int]] = field(default_factory=dict)  # at peak_pss, per process
     error: str | None = None  # the tool failed: no numbers for this cell
     tls: str | None = None  # what h2load negotiated, e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"
     server_cpu_s: float = 0.0  # CPU seconds used by the server's process tree
@@ -48,6 +49,7 @@ class Row:
     requests: int
     peak_rss: int
     peak_pss: int
+    pss_by_role: dict[str, list[int]]  # the peak cell's PSS of each process, by what it is
     bytes_per_response: float | None
     cpu_us_per_request: float | None  # server CPU time per answered request
     other_cpu_share: float  # mean share of the machine's CPUs other processes took
@@ -78,6 +80,7 @@ def reduce(cells: list[Cell], cores: int) -> list[Row]:
             requests=requests,
             peak_rss=max((c.peak_rss for c in cs), default=0),
             peak_pss=max((c.peak_pss for c in cs), default=0),
+            pss_by_role=max(cs, key=lambda c: c.peak_pss).pss_by_role,
             bytes_per_response=sum(r.bytes_read for r in ok) / requests if requests else None,
             cpu_us_per_request=(sum(c.server_cpu_s for c in cs if c.result) * 1e6 / requests
                                 if requests else None),

@@ -439,6 +439,7 @@ def measure(s: Server, w: Workload, proto: str, rnd: int, a: argparse.Namespace,
                 w, proto, s, settings, a.duration, run, raw)
         own = _self_cpu() - self0  # this driver: the sampler thread, parsing
         cell.peak_rss, cell.peak_pss = mem.peak_rss, mem.peak_pss
+        cell.pss_by_role = mem.pss_by_role
         cell.server_cpu_s = round(mem.server_cpu, 2)
         cell.load_cpu_s = round(_children_cpu() - load0, 2)
         cell.other_cpu_s = round(
@@ -562,14 +563,18 @@ def results_markdown(meta: dict[str, Any], rows: list[report.Row],
             f"{100 * shares[-1]:.0f}%) of the machine's CPU busy during the measurements.",
             "",
         ]
-    pss: dict[str, int] = {}
+    peaks: dict[str, report.Row] = {}
     for r in rows:
-        pss[r.server] = max(pss.get(r.server, 0), r.peak_pss)
-    if pss:
+        if r.server not in peaks or r.peak_pss > peaks[r.server].peak_pss:
+            peaks[r.server] = r
+    if peaks:
         lines += [
             "Peak PSS (pages shared between processes, such as OPcache's memory, divided among "
-            "them), highest over all cells: "
-            + ", ".join(f"{labels.get(k, k)} {v / mib:.0f} MiB" for k, v in pss.items()) + ".",
+            "them), highest over all cells, and per process at that moment (count x mean): "
+            + "; ".join(f"{labels.get(k, k)} {r.peak_pss / mib:.0f} MiB ("
+                        + ", ".join(f"{len(v)} x {role} {statistics.fmean(v) / mib:.0f} MiB"
+                                    for role, v in sorted(r.pss_by_role.items()))
+                        + ")" for k, r in peaks.items()) + ".",
             "",
         ]
     if soak_result:
