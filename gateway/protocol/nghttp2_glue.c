@@ -4,6 +4,7 @@
 #include <nghttp2/nghttp2.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <arpa/inet.h>
 
 #define SLICE (16 * 1024) /* bytes parsed between flood checks and output drains */
@@ -19,8 +20,11 @@ typedef struct gw_stream {
     buf_t body;
     size_t off;
     int eof, deferred;
+    int responded;   /* the response is submitted */
     int ended;       /* END_STREAM has left */
     int reset_after; /* then RST_STREAM(NO_ERROR): the upload nobody reads stops */
+    int64_t expect;  /* the request's content-length, -1 if none */
+    uint64_t got;    /* request body bytes received */
     int32_t id;
     struct gw_stream *prev, *next;
 } gw_stream;
@@ -31,7 +35,7 @@ struct gw_h2 {
     /* the request header section being received (HEADERS + CONTINUATION are contiguous) */
     buf_t method, path, authority, host, fields;
     int64_t content_length;
-    int cookies;
+    int cookies, pseudo, regular, malformed, hosts;
     uint64_t list_size, max_header_list;
     /* flood guard: frames that move no request forward against what the peer earned */
     uint64_t control_frames, payload_bytes, streams, flood_base;
@@ -112,12 +116,77 @@ static void close_with(gw_h2 *h, uint32_t code, uint8_t why) {
 
 /* -- callbacks ----------------------------------------------------------------------- */
 
+/* -- the request's header section, checked as http2.py's malformed_h2_request does ---- */
+
+enum { PSEUDO_METHOD = 1, PSEUDO_SCHEME = 2, PSEUDO_AUTHORITY = 4, PSEUDO_PATH = 8 };
+
+static int is(const uint8_t *name, size_t len, const char *want) {
+    size_t n = strlen(want);
+    return len == n && memcmp(name, want, n) == 0;
+}
+
+/* RFC 9113 §8.2.1: 0x21-0x7e without upper case and without ':' */
+static int valid_name(const uint8_t *name, size_t len) {
+    if (len == 0)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t c = name[i];
+        if (c < 0x21 || c > 0x7e || c == ':' || (c >= 'A' && c <= 'Z'))
+            return 0;
+    }
+    return 1;
+}
+
+/* no NUL, CR or LF; no SP or HTAB at either end */
+static int valid_value(const uint8_t *value, size_t len) {
+    if (len && (value[0] == ' ' || value[0] == '\t' || value[len - 1] == ' ' ||
+                value[len - 1] == '\t'))
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (value[i] == 0 || value[i] == '\r' || value[i] == '\n')
+            return 0;
+    return 1;
+}
+
+static int connection_specific(const uint8_t *name, size_t len) {
+    return is(name, len, "connection") || is(name, len, "keep-alive") ||
+           is(name, len, "proxy-connection") || is(name, len, "transfer-encoding") ||
+           is(name, len, "upgrade");
+}
+
+static int digits(const uint8_t *value, size_t len, int64_t *out) {
+    int64_t n = 0;
+    if (len == 0 || len > 18)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (value[i] < '0' || value[i] > '9')
+            return 0;
+        n = n * 10 + (value[i] - '0');
+    }
+    *out = n;
+    return 1;
+}
+
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud) {
     gw_h2 *h = ud;
     h->method.len = h->path.len = h->authority.len = h->host.len = h->fields.len = 0;
     h->content_length = -1;
-    h->cookies = 0;
+    h->cookies = h->pseudo = h->regular = h->malformed = h->hosts = 0;
     h->list_size = 0;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    /* the stream's state from here on: its body's length, later its response */
+    gw_stream *gs = calloc(1, sizeof *gs);
+    if (!gs || nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, gs)) {
+        free(gs);
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    gs->id = frame->hd.stream_id;
+    gs->expect = -1;
+    gs->next = h->responding;
+    if (h->responding)
+        h->responding->prev = gs;
+    h->responding = gs;
     return 0;
 }
 
@@ -132,39 +201,87 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         close_with(h, NGHTTP2_ENHANCE_YOUR_CALM, GW_CLOSED_HEADERS);
         return NGHTTP2_ERR_PAUSE;
     }
-    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST || h->malformed)
         return 0; /* trailers: only their END_STREAM matters */
-    buf_t *target = NULL;
-    if (name[0] == ':') {
-        if (namelen == 7 && memcmp(name, ":method", 7) == 0)
-            target = &h->method;
-        else if (namelen == 5 && memcmp(name, ":path", 5) == 0)
-            target = &h->path;
-        else if (namelen == 10 && memcmp(name, ":authority", 10) == 0)
-            target = &h->authority;
-        if (target) {
-            target->len = 0;
-            return put(target, value, valuelen) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
-        }
-        return 0; /* :scheme: the connection's own scheme is reported */
+    if (!valid_value(value, valuelen)) {
+        h->malformed = 1;
+        return 0;
     }
-    if (namelen == 4 && memcmp(name, "host", 4) == 0 && h->host.len == 0) {
-        if (put(&h->host, value, valuelen))
+    if (namelen && name[0] == ':') {
+        buf_t *target = NULL;
+        int bit = 0;
+        if (is(name, namelen, ":method"))
+            bit = PSEUDO_METHOD, target = &h->method;
+        else if (is(name, namelen, ":path"))
+            bit = PSEUDO_PATH, target = &h->path;
+        else if (is(name, namelen, ":authority"))
+            bit = PSEUDO_AUTHORITY, target = &h->authority;
+        else if (is(name, namelen, ":scheme"))
+            bit = PSEUDO_SCHEME; /* the connection's own scheme is reported */
+        /* unknown (:protocol: no extended CONNECT), repeated, after a regular field */
+        if (!bit || (h->pseudo & bit) || h->regular || (bit == PSEUDO_PATH && !valuelen)) {
+            h->malformed = 1;
+            return 0;
+        }
+        h->pseudo |= bit;
+        return target && put(target, value, valuelen) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+    }
+    h->regular = 1;
+    if (!valid_name(name, namelen) || connection_specific(name, namelen) ||
+        (is(name, namelen, "te") && !(valuelen == 8 && strncasecmp((const char *)value,
+                                                                    "trailers", 8) == 0))) {
+        h->malformed = 1;
+        return 0;
+    }
+    if (is(name, namelen, "host")) {
+        /* RFC 9113 §8.3.1: a Host beside :authority must say the same */
+        if ((h->pseudo & PSEUDO_AUTHORITY) &&
+            (valuelen != h->authority.len || memcmp(value, h->authority.data, valuelen))) {
+            h->malformed = 1;
+            return 0;
+        }
+        if (!h->hosts++ && put(&h->host, value, valuelen))
             return NGHTTP2_ERR_CALLBACK_FAILURE;
-    } else if (namelen == 6 && memcmp(name, "cookie", 6) == 0) {
+    } else if (is(name, namelen, "cookie")) {
         h->cookies++;
-    } else if (namelen == 14 && memcmp(name, "content-length", 14) == 0) {
-        int64_t n = 0; /* nghttp2 has checked that it is digits */
-        for (size_t i = 0; i < valuelen && n < ((int64_t)1 << 58); i++)
-            n = n * 10 + (value[i] - '0');
-        h->content_length = n;
+    } else if (is(name, namelen, "content-length")) {
+        if (!digits(value, valuelen, &h->content_length)) {
+            h->malformed = 1;
+            return 0;
+        }
     }
     if (put_z(&h->fields, name, namelen) || put_z(&h->fields, value, valuelen))
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     return 0;
 }
 
+/* what the whole section lacks: :method; for all but CONNECT (answered 501) :scheme,
+   :path and an authority */
+static int complete(gw_h2 *h) {
+    if (h->malformed || !(h->pseudo & PSEUDO_METHOD))
+        return 0;
+    if (h->method.len == 7 && memcmp(h->method.data, "CONNECT", 7) == 0)
+        return 1;
+    return (h->pseudo & PSEUDO_SCHEME) && (h->pseudo & PSEUDO_PATH) &&
+           ((h->pseudo & PSEUDO_AUTHORITY) || h->hosts);
+}
+
+/* a stream error in what the peer sent: RST_STREAM(PROTOCOL_ERROR), and its app stops */
+static int stream_error(gw_h2 *h, int32_t id) {
+    if (nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, id, NGHTTP2_PROTOCOL_ERROR))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return record(h, GW_EV_RESET, 0, id, 0, NGHTTP2_PROTOCOL_ERROR)
+               ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
 static int emit_request(gw_h2 *h, const nghttp2_frame *frame) {
+    if (!complete(h)) /* RFC 9113 §8.1.1: a stream error, the others go on */
+        return nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                         NGHTTP2_PROTOCOL_ERROR) ? NGHTTP2_ERR_CALLBACK_FAILURE
+                                                                 : 0;
+    gw_stream *gs = nghttp2_session_get_stream_user_data(h->session, frame->hd.stream_id);
+    if (gs)
+        gs->expect = h->content_length;
     buf_t *parts[4] = {&h->method, &h->path, &h->authority, &h->host};
     size_t len = h->fields.len + 4;
     for (int i = 0; i < 4; i++)
@@ -188,6 +305,13 @@ static int emit_request(gw_h2 *h, const nghttp2_frame *frame) {
     return 0;
 }
 
+static int end_of_body(gw_h2 *h, int32_t id) {
+    gw_stream *gs = nghttp2_session_get_stream_user_data(h->session, id);
+    if (gs && gs->expect >= 0 && gs->got != (uint64_t)gs->expect)
+        return stream_error(h, id); /* a body shorter than its content-length */
+    return record(h, GW_EV_END, 0, id, 0, 0) ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
+}
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud) {
     gw_h2 *h = ud;
     if (h->closed)
@@ -198,13 +322,9 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
     case NGHTTP2_HEADERS:
         if (frame->headers.cat == NGHTTP2_HCAT_REQUEST)
             return emit_request(h, frame);
-        if (ended && !record(h, GW_EV_END, 0, id, 0, 0))
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
-        break;
+        return ended ? end_of_body(h, id) : 0; /* trailers */
     case NGHTTP2_DATA:
-        if (ended && !record(h, GW_EV_END, 0, id, 0, 0))
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
-        break;
+        return ended ? end_of_body(h, id) : 0;
     case NGHTTP2_RST_STREAM:
         if (!record(h, GW_EV_RESET, GW_FLAG_REMOTE, id, 0, frame->rst_stream.error_code))
             return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -239,6 +359,14 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     if (h->closed)
         return 0;
     h->payload_bytes += len;
+    gw_stream *gs = nghttp2_session_get_stream_user_data(s, id);
+    if (gs && gs->expect >= 0) {
+        if (gs->got > (uint64_t)gs->expect)
+            return 0; /* already reset */
+        gs->got += len;
+        if (gs->got > (uint64_t)gs->expect) /* a body longer than its content-length */
+            return stream_error(h, id);
+    }
     uint8_t *p = record(h, GW_EV_DATA, 0, id, (uint32_t)len, 0);
     if (!p)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -353,6 +481,9 @@ gw_h2 *gw_h2_new(uint32_t max_streams, uint32_t max_header_list, uint32_t flood_
         /* the app's reading grants window (gw_h2_consume), not the arrival of the bytes */
         nghttp2_option_set_no_auto_window_update(opt, 1);
         nghttp2_option_set_no_closed_streams(opt, 1);
+        /* the request checks are ours (on_header), the ones http2.py makes: nghttp2's would
+           reset a request whose :authority is malformed, which HTTP/1 and h2 answer 400 */
+        nghttp2_option_set_no_http_messaging(opt, 1);
         nghttp2_option_set_max_settings(opt, 32);      /* entries in one SETTINGS frame */
         nghttp2_option_set_max_continuations(opt, 8);  /* CVE-2024-28182 */
         rv = nghttp2_session_server_new2(&h->session, cb, h, opt);
@@ -543,25 +674,25 @@ int gw_h2_respond(gw_h2 *h, int32_t stream_id, const uint8_t *fields, size_t len
     nghttp2_nv *nva = split_fields(fields, len, &count);
     if (!nva)
         return NGHTTP2_ERR_NOMEM;
-    gw_stream *gs = calloc(1, sizeof *gs);
-    if (!gs) {
-        free(nva);
-        return NGHTTP2_ERR_NOMEM;
-    }
-    gs->id = stream_id;
-    gs->eof = !body;
-    nghttp2_data_provider provider = {.source.ptr = gs, .read_callback = read_body};
-    int rv = nghttp2_submit_response(h->session, stream_id, nva, count, body ? &provider : NULL);
-    if (rv == 0)
-        rv = nghttp2_session_set_stream_user_data(h->session, stream_id, gs);
-    if (rv == 0) {
+    gw_stream *gs = nghttp2_session_get_stream_user_data(h->session, stream_id);
+    if (!gs) { /* stream 1 of an h2c upgrade: no HEADERS of its own came */
+        gs = calloc(1, sizeof *gs);
+        if (!gs || nghttp2_session_set_stream_user_data(h->session, stream_id, gs)) {
+            free(gs);
+            free(nva);
+            return NGHTTP2_ERR_NOMEM;
+        }
+        gs->id = stream_id;
+        gs->expect = -1;
         gs->next = h->responding;
         if (h->responding)
             h->responding->prev = gs;
         h->responding = gs;
-    } else {
-        free(gs);
     }
+    gs->eof = !body;
+    gs->responded = 1;
+    nghttp2_data_provider provider = {.source.ptr = gs, .read_callback = read_body};
+    int rv = nghttp2_submit_response(h->session, stream_id, nva, count, body ? &provider : NULL);
     free(nva);
     return rv;
 }
@@ -628,7 +759,7 @@ int gw_h2_stop_upload(gw_h2 *h, int32_t stream_id) {
     if (h->closed || !nghttp2_session_find_stream(h->session, stream_id))
         return 0;
     gw_stream *gs = nghttp2_session_get_stream_user_data(h->session, stream_id);
-    if (gs && !gs->ended) {
+    if (gs && gs->responded && !gs->ended) {
         gs->reset_after = 1; /* RST_STREAM would overtake the response still queued */
         return 0;
     }

@@ -747,3 +747,12 @@ def test_data_beyond_the_content_length_ends_the_stream(impl: str) -> None:
         assert [type(e) for e in events] == [ConnectionClosed]
         assert [f.error_code for f in sent if isinstance(f, GoAwayFrame)] == [
             h2.errors.ErrorCodes.PROTOCOL_ERROR]
+
+
+def test_a_malformed_authority_is_answered_400() -> None:
+    """As HTTP/1 answers a bad Host: the request reaches the chain refused, not reset."""
+    server, client = connect()
+    client.send_headers(1, [*GET[:3], (b":authority", b"a b")], end_stream=True)
+    request, end = to_server(server, client)
+    assert isinstance(request, Request) and request.refused == 400
+    assert end == EndBody(1)
