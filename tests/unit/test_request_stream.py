@@ -22,7 +22,7 @@ from gateway.pipeline.responses import respond_status
 from gateway.protocol.response_headers import ResponseDefaults
 from gateway.server.dispatch import connection_factory
 from gateway.server.h2_connection import H2Connection
-from gateway.server.settings import ServerSettings
+from gateway.server.settings import HTTP2_IMPLS, ServerSettings
 from gateway.server.state import ServerState
 
 pytestmark = pytest.mark.asyncio
@@ -141,9 +141,10 @@ async def test_h1_request_and_disconnect_in_one_batch_settle() -> None:
     assert app.calls == []
 
 
-async def test_h2_request_and_reset_in_one_batch_settle() -> None:
+@pytest.mark.parametrize("impl", HTTP2_IMPLS)
+async def test_h2_request_and_reset_in_one_batch_settle(impl: str) -> None:
     app = Recorder()
-    state = make_state(app)
+    state = make_state(app, http2_impl=impl)
     conn = H2Connection(state, tls=False)
     transport = MemoryTransport()
     conn.connection_made(transport)
@@ -223,8 +224,9 @@ async def test_interim_response_precedes_the_head_on_http1() -> None:
     assert bytes(transport.out).startswith(b"HTTP/1.1 200 OK\r\n")  # 1.0 cannot take a 1xx
 
 
-async def test_interim_response_precedes_the_head_on_http2() -> None:
-    conn = H2Connection(make_state(Hinting()), tls=False)
+@pytest.mark.parametrize("impl", HTTP2_IMPLS)
+async def test_interim_response_precedes_the_head_on_http2(impl: str) -> None:
+    conn = H2Connection(make_state(Hinting(), http2_impl=impl), tls=False)
     transport = MemoryTransport()
     conn.connection_made(transport)
     client = h2_client()

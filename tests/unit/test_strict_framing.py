@@ -12,6 +12,7 @@ from gateway.config import ConfigError, load_config
 from gateway.protocol.events import Body, EndBody, ProtocolError, Request
 from gateway.protocol.http1 import MAX_CHUNK_SIZE, PARSERS, H1Event, Http1Adapter, Wait
 from gateway.protocol.http2 import Http2Adapter
+from gateway.protocol.http2_nghttp2 import Nghttp2Adapter
 from gateway.protocol.request_fields import valid_host
 
 CHUNKED_HEAD = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -167,11 +168,19 @@ def test_server_name_option_refuses_what_is_not_a_host(bad: str) -> None:
 # ---------------------------------------------------------------- HTTP/2 :authority
 
 
-def h2_request(authority: bytes, host: bytes | None = None) -> Request:
+H2_ADAPTERS = {"nghttp2": Nghttp2Adapter, "h2": Http2Adapter}  # HTTP2_IMPL
+
+
+@pytest.fixture(params=list(H2_ADAPTERS))
+def h2_impl(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def h2_request(impl: str, authority: bytes, host: bytes | None = None) -> Request:
     import h2.config
     import h2.connection
 
-    server = Http2Adapter()
+    server = H2_ADAPTERS[impl]()
     server.initiate()
     client = h2.connection.H2Connection(
         h2.config.H2Configuration(client_side=True, header_encoding=None))
@@ -190,15 +199,15 @@ def h2_request(authority: bytes, host: bytes | None = None) -> Request:
 
 
 @pytest.mark.parametrize("authority", BAD_HOSTS[:-1], ids=repr)  # empty: malformed, reset
-def test_h2_invalid_authority_is_400(authority: bytes) -> None:
-    assert h2_request(authority).refused == 400
+def test_h2_invalid_authority_is_400(authority: bytes, h2_impl: str) -> None:
+    assert h2_request(h2_impl, authority).refused == 400
 
 
-def test_h2_invalid_host_without_authority_is_400() -> None:
-    assert h2_request(b"", host=b"a b").refused == 400
+def test_h2_invalid_host_without_authority_is_400(h2_impl: str) -> None:
+    assert h2_request(h2_impl, b"", host=b"a b").refused == 400
 
 
 @pytest.mark.parametrize("authority", GOOD_HOSTS, ids=repr)
-def test_h2_valid_authority_is_accepted(authority: bytes) -> None:
-    request = h2_request(authority)
+def test_h2_valid_authority_is_accepted(authority: bytes, h2_impl: str) -> None:
+    request = h2_request(h2_impl, authority)
     assert (request.refused, request.authority) == (0, authority)
