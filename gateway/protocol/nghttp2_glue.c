@@ -752,6 +752,7 @@ int gw_h2_consume(gw_h2 *h, int32_t stream_id, size_t size) {
 int gw_h2_reset(gw_h2 *h, int32_t stream_id, uint32_t error_code) {
     if (h->closed)
         return 0;
+    drain(h); /* the head and body bytes already given leave first, as on h2 */
     return nghttp2_submit_rst_stream(h->session, NGHTTP2_FLAG_NONE, stream_id, error_code);
 }
 

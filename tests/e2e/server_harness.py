@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,6 +151,31 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 STACKS = [("httptools", "nghttp2"), ("h11", "h2")]
 STACK_IDS = [f"{parser}-{impl}" for parser, impl in STACKS]
 H2_IMPLS = ["nghttp2", "h2"]
+# the protocols of a module that runs one scenario on each: HTTP/2 once per implementation
+PROTOCOLS = ["h1", "h2-nghttp2", "h2-h2", "h3"]
+
+
+def impl_of(proto: str) -> str:
+    """The HTTP2_IMPL a protocol of PROTOCOLS is served by (the default but for "h2-h2")."""
+    return "h2" if proto == "h2-h2" else "nghttp2"
+
+
+class PerImpl:
+    """One server configuration on each HTTP/2 implementation, each started when a test first
+    asks for it: a module's HTTP/2 cases run on both, its others on the default only."""
+
+    def __init__(self, start: Callable[[str], Server]) -> None:
+        self._start = start
+        self._servers: dict[str, Server] = {}
+
+    def __getitem__(self, impl: str) -> Server:
+        if impl not in self._servers:
+            self._servers[impl] = self._start(impl)
+        return self._servers[impl]
+
+    def stop(self) -> None:
+        for server in self._servers.values():
+            server.stop()
 
 
 @pytest.fixture(scope="session", params=STACKS, ids=STACK_IDS)

@@ -13,13 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 from protocol_clients import ProtocolClient, make_client
-from server_harness import PHP_FIXTURES, Server, start_server
+from server_harness import PHP_FIXTURES, STACKS, Server, start_server
 
 from gateway.pipeline.compressors import BEST, compress_whole, decompress
 
 pytestmark = pytest.mark.e2e
 
-PROTOCOLS = ["h1-httptools", "h1-h11", "h2", "h3"]
+PROTOCOLS = ["h1-httptools", "h1-h11", "h2-nghttp2", "h2-h2", "h3"]
+ON_H11 = ("h1-h11", "h2-h2")  # served by the h11 + h2 server, the others by the first
 BROWSER = [(b"accept-encoding", b"gzip, deflate, br, zstd")]
 CSS = b"".join(b".rule-%d { color: #%06x; margin: %dpx; }\n" % (i, i * 997, i % 40)
                for i in range(800))
@@ -48,10 +49,10 @@ def servers(tmp_path_factory: pytest.TempPathFactory, root: Path,
             certs: dict[str, str]) -> Iterator[dict[str, Server]]:
     started: dict[str, Server] = {}
     try:
-        for parser in ("httptools", "h11"):
+        for parser, impl in STACKS:
             started[parser] = start_server(
                 tmp_path_factory.mktemp(f"compress-{parser}"), root, "--http1-parser", parser,
-                tls=(certs["cert"], certs["key"]))
+                "--http2-impl", impl, tls=(certs["cert"], certs["key"]))
         yield started
     finally:
         for server in started.values():
@@ -62,7 +63,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory, root: Path,
 async def client(request: pytest.FixtureRequest, servers: dict[str, Server],
                  certs: dict[str, str]) -> AsyncIterator[ProtocolClient]:
     name: str = request.param
-    c = make_client(name, servers["h11" if name == "h1-h11" else "httptools"].port,
+    c = make_client(name, servers["h11" if name in ON_H11 else "httptools"].port,
                     certs["ca"])
     try:
         yield c

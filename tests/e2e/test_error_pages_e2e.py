@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from protocol_clients import Reply, make_client
-from server_harness import REPO, Server, curl, start_server
+from server_harness import H2_IMPLS, PROTOCOLS, REPO, PerImpl, Server, curl, impl_of, start_server
 
 from gateway.pipeline.error_pages import builtin_page
 
@@ -35,19 +35,25 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pages_server(tmp_path_factory: pytest.TempPathFactory, docroot: Path, pages: Path,
-                 certs: dict[str, str]) -> Iterator[Server]:
+def pages_servers(tmp_path_factory: pytest.TempPathFactory, docroot: Path, pages: Path,
+                  certs: dict[str, str]) -> Iterator[PerImpl]:
     root = tmp_path_factory.mktemp("pages-root")
     shutil.copytree(docroot, root, dirs_exist_ok=True, symlinks=True)
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     (elsewhere / "x.txt").write_text("not served")
     (root / "outside").symlink_to(elsewhere)  # 403: resolves outside the document root
-    s = start_server(tmp_path_factory.mktemp("pages-srv"), root, tls=(certs["cert"], certs["key"]),
-                     env={"ERROR_PAGES_DIR": str(pages), "REQUEST_TIMEOUT": "2s",
-                          "MAX_BODY_SIZE": "1K", "QUEUE_CAPACITY": "1",
-                          "SYMLINKS": "inside-root"})
-    yield s
-    s.stop()
+    started = PerImpl(lambda impl: start_server(
+        tmp_path_factory.mktemp(f"pages-{impl}"), root, "--http2-impl", impl,
+        tls=(certs["cert"], certs["key"]),
+        env={"ERROR_PAGES_DIR": str(pages), "REQUEST_TIMEOUT": "2s", "MAX_BODY_SIZE": "1K",
+             "QUEUE_CAPACITY": "1", "SYMLINKS": "inside-root"}))
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def pages_server(pages_servers: PerImpl) -> Server:
+    return pages_servers["nghttp2"]
 
 
 def assert_page(reply: Reply, status: int, page: bytes) -> None:
@@ -58,11 +64,11 @@ def assert_page(reply: Reply, status: int, page: bytes) -> None:
     assert reply.header(b"content-encoding") is None
 
 
-@pytest.mark.parametrize("proto", ["h1", "h2", "h3"])
-def test_error_pages_over_each_protocol(pages_server: Server, certs: dict[str, str],
+@pytest.mark.parametrize("proto", PROTOCOLS)
+def test_error_pages_over_each_protocol(pages_servers: PerImpl, certs: dict[str, str],
                                         proto: str) -> None:
     async def run() -> None:
-        client = make_client(proto, pages_server.port, certs["ca"])
+        client = make_client(proto, pages_servers[impl_of(proto)].port, certs["ca"])
         try:
             reply = await client.request("GET", "/no/such/page", headers=BROWSER)
             assert_page(reply, 404, CUSTOM_404)
@@ -94,8 +100,12 @@ def test_error_pages_over_each_protocol(pages_server: Server, certs: dict[str, s
     asyncio.run(run())
 
 
-def test_overload_503_is_the_page(pages_server: Server, certs: dict[str, str]) -> None:
+@pytest.mark.parametrize("impl", H2_IMPLS)
+def test_overload_503_is_the_page(pages_servers: PerImpl, certs: dict[str, str],
+                                  impl: str) -> None:
     """Two PHP threads busy and the one queue slot taken: the next request is refused."""
+    pages_server = pages_servers[impl]
+
     async def run() -> None:
         clients = [make_client("h2", pages_server.port, certs["ca"]) for _ in range(4)]
         try:

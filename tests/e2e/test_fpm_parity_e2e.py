@@ -16,9 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from protocol_clients import ProtocolClient, make_client
-from server_harness import Server, start_server
-
-PROTOCOLS = ["h1", "h2", "h3"]
+from server_harness import PROTOCOLS, PerImpl, Server, impl_of, start_server
 
 SCRIPTS = {
     "redirect.php": "<?php header('Location: /next'); echo 'moved';",
@@ -54,21 +52,27 @@ SCRIPTS = {
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory,
-           certs: dict[str, str]) -> Iterator[Server]:
+def servers(tmp_path_factory: pytest.TempPathFactory,
+            certs: dict[str, str]) -> Iterator[PerImpl]:
     root = tmp_path_factory.mktemp("parity-root")
     for name, text in SCRIPTS.items():
         (root / name).write_text(text)
-    s = start_server(tmp_path_factory.mktemp("parity"), root, tls=(certs["cert"], certs["key"]),
-                     env={"REQUEST_BUFFERING": "off"})
-    yield s
-    s.stop()
+    started = PerImpl(lambda impl: start_server(
+        tmp_path_factory.mktemp(f"parity-{impl}"), root, "--http2-impl", impl,
+        tls=(certs["cert"], certs["key"]), env={"REQUEST_BUFFERING": "off"}))
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def server(servers: PerImpl) -> Server:
+    return servers["nghttp2"]
 
 
 @pytest.fixture(params=PROTOCOLS)
-async def client(request: pytest.FixtureRequest, server: Server,
+async def client(request: pytest.FixtureRequest, servers: PerImpl,
                  certs: dict[str, str]) -> AsyncIterator[ProtocolClient]:
-    c = make_client(request.param, server.port, certs["ca"])
+    c = make_client(request.param, servers[impl_of(request.param)].port, certs["ca"])
     try:
         yield c
     finally:

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 from observability_helpers import get, records, scrape, settle, total, value, wait_for
 from protocol_clients import make_client
-from server_harness import Server, start_server
+from server_harness import PROTOCOLS as H2_PROTOCOLS
+from server_harness import PerImpl, Server, impl_of, start_server
 
 pytestmark = pytest.mark.e2e
 
@@ -33,14 +34,20 @@ PROTOCOLS = {"h1": "HTTP/1.1", "h2": "HTTP/2", "h3": "HTTP/3"}
 
 
 @pytest.fixture(scope="module")
-def obs(tmp_path_factory: pytest.TempPathFactory, docroot: Path,
-        certs: dict[str, str]) -> Iterator[Server]:
+def obs_servers(tmp_path_factory: pytest.TempPathFactory, docroot: Path,
+                certs: dict[str, str]) -> Iterator[PerImpl]:
     """TLS (HTTP/1.1, HTTP/2, HTTP/3), two worker processes, access log, Server-Timing."""
-    s = start_server(tmp_path_factory.mktemp("obs"), docroot, "--processes", "2",
-                     tls=(certs["cert"], certs["key"]), internal=True, workers_ready=2,
-                     env={"ACCESS_LOG": "1", "SERVER_TIMING": "on"})
-    yield s
-    s.stop()
+    started = PerImpl(lambda impl: start_server(
+        tmp_path_factory.mktemp(f"obs-{impl}"), docroot, "--processes", "2",
+        "--http2-impl", impl, tls=(certs["cert"], certs["key"]), internal=True,
+        workers_ready=2, env={"ACCESS_LOG": "1", "SERVER_TIMING": "on"}))
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def obs(obs_servers: PerImpl) -> Server:
+    return obs_servers["nghttp2"]
 
 
 def run_on(proto: str, s: Server, certs: dict[str, str], requests: list[tuple[str, str, list[
@@ -62,9 +69,11 @@ def run_on(proto: str, s: Server, certs: dict[str, str], requests: list[tuple[st
 # ---------------------------------------------------------------- point 3: trace context
 
 
-@pytest.mark.parametrize("proto", ["h1", "h2", "h3"])
-def test_trace_context_and_request_id_on_every_protocol(obs: Server, certs: dict[str, str],
+@pytest.mark.parametrize("proto", H2_PROTOCOLS)
+def test_trace_context_and_request_id_on_every_protocol(obs_servers: PerImpl,
+                                                        certs: dict[str, str],
                                                         proto: str) -> None:
+    obs = obs_servers[impl_of(proto)]
     rid = f"req-{proto}-{os.getpid()}"
     sent = [(b"traceparent", f"00-{TRACE}-{PARENT}-01".encode()),
             (b"tracestate", b"vendor=opaque"), (b"x-request-id", rid.encode()),
@@ -96,7 +105,7 @@ def test_trace_context_and_request_id_on_every_protocol(obs: Server, certs: dict
     assert {k: line[k] for k in ("method", "uri", "status", "protocol", "client", "host",
                                  "user_agent", "referer", "trace_id", "bytes_sent")} == {
         "method": "GET", "uri": "/server.php", "status": 200,
-        "protocol": {"h1": "HTTP/1.1", "h2": "HTTP/2", "h3": "HTTP/3"}[proto],
+        "protocol": PROTOCOLS[proto.split("-")[0]],
         "client": "127.0.0.1", "host": "127.0.0.1", "user_agent": "obs-test/1.0",
         "referer": "https://example.test/from", "trace_id": TRACE, "bytes_sent": len(body)}
     assert line["duration_ms"] > 0 and line["php_queue_ms"] >= 0

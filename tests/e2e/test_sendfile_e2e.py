@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from protocol_clients import ProtocolClient, make_client
-from server_harness import Server, start_server
+from server_harness import PROTOCOLS, PerImpl, Server, impl_of, start_server
 
 REPORT = bytes(range(256)) * 40  # 10 KiB, kept in the static memory cache
 BIG = b"0123456789abcdef" * (512 * 1024)  # 8 MiB, streamed from disk
@@ -55,21 +55,33 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, site: dict[str, Path],
-           certs: dict[str, str]) -> Iterator[Server]:
+def servers(tmp_path_factory: pytest.TempPathFactory, site: dict[str, Path],
+            certs: dict[str, str]) -> Iterator[PerImpl]:
     env = {"X_SENDFILE_ROOTS": str(site["files"]),
            "X_ACCEL_ROOT": f"/protected/={site['root'] / 'protected'}"}
     # four threads: each protocol's slow.php keeps one asleep after its file has gone
-    s = start_server(tmp_path_factory.mktemp("sendfile-srv"), site["root"], "--php-workers", "4",
-                     tls=(certs["cert"], certs["key"]), env=env)
-    yield s
-    s.stop()
+    started = PerImpl(lambda impl: start_server(
+        tmp_path_factory.mktemp(f"sendfile-{impl}"), site["root"], "--php-workers", "4",
+        "--http2-impl", impl, tls=(certs["cert"], certs["key"]), env=env))
+    yield started
+    started.stop()
 
 
-@pytest.fixture(params=["h1", "h2", "h3"])
-async def client(request: pytest.FixtureRequest, server: Server,
+@pytest.fixture(params=PROTOCOLS)
+def proto(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def server(servers: PerImpl, proto: str) -> Server:
+    """The server the client of the same protocol talks to."""
+    return servers[impl_of(proto)]
+
+
+@pytest.fixture
+async def client(proto: str, server: Server,
                  certs: dict[str, str]) -> AsyncIterator[ProtocolClient]:
-    c = make_client(request.param, server.port, certs["ca"])
+    c = make_client(proto, server.port, certs["ca"])
     try:
         yield c
     finally:

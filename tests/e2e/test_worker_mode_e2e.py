@@ -18,21 +18,26 @@ from typing import Any
 
 import pytest
 from protocol_clients import ProtocolClient, Reply, make_client
-from server_harness import Server, curl, start_server
+from server_harness import PROTOCOLS, PerImpl, Server, curl, impl_of, start_server
 
 pytestmark = pytest.mark.e2e
-PROTOCOLS = ["h1", "h2", "h3"]
 
 
 @pytest.fixture(scope="module")
-def worker_server(tmp_path_factory: pytest.TempPathFactory, docroot: Path,
-                  certs: dict[str, str]) -> Iterator[Server]:
+def worker_servers(tmp_path_factory: pytest.TempPathFactory, docroot: Path,
+                   certs: dict[str, str]) -> Iterator[PerImpl]:
     # one PHP thread: every request, from every client, meets the same running worker
-    s = start_server(tmp_path_factory.mktemp("worker"), docroot, "--php-workers", "1",
-                     "--worker-script", str(docroot / "worker.php"), "--request-timeout", "4",
-                     tls=(certs["cert"], certs["key"]))
-    yield s
-    s.stop()
+    started = PerImpl(lambda impl: start_server(
+        tmp_path_factory.mktemp(f"worker-{impl}"), docroot, "--php-workers", "1",
+        "--worker-script", str(docroot / "worker.php"), "--request-timeout", "4",
+        "--http2-impl", impl, tls=(certs["cert"], certs["key"])))
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def worker_server(worker_servers: PerImpl) -> Server:
+    return worker_servers["nghttp2"]
 
 
 def run(coro: Any) -> Any:
@@ -55,7 +60,8 @@ async def get_json(client: ProtocolClient, path: str, **kw: Any) -> dict[str, An
 
 @pytest.mark.parametrize("proto", PROTOCOLS)
 def test_the_application_boots_once_and_its_state_persists(
-        worker_server: Server, certs: dict[str, str], proto: str) -> None:
+        worker_servers: PerImpl, certs: dict[str, str], proto: str) -> None:
+    worker_server = worker_servers[impl_of(proto)]
     async def go(c: ProtocolClient) -> list[dict[str, Any]]:
         return [await get_json(c, f"/shop/item/{i}?case=state") for i in range(4)]
 
@@ -69,7 +75,8 @@ def test_the_application_boots_once_and_its_state_persists(
 
 @pytest.mark.parametrize("proto", PROTOCOLS)
 def test_routing_sends_php_to_the_worker_and_serves_static_files(
-        worker_server: Server, certs: dict[str, str], proto: str) -> None:
+        worker_servers: PerImpl, certs: dict[str, str], proto: str) -> None:
+    worker_server = worker_servers[impl_of(proto)]
     async def go(c: ProtocolClient) -> None:
         r = await c.request("GET", "/static.txt")
         assert (r.status, r.body) == (200, b"plain static text\n")
@@ -82,7 +89,7 @@ def test_routing_sends_php_to_the_worker_and_serves_static_files(
         assert g["server"]["SCRIPT_NAME"] == "/worker.php"
         assert g["server"]["PATH_INFO"] == "/tail"
         assert g["server"]["SERVER_PROTOCOL"] == {"h1": "HTTP/1.1", "h2": "HTTP/2.0",
-                                                  "h3": "HTTP/3.0"}[proto]
+                                                  "h3": "HTTP/3.0"}[proto.split("-")[0]]
         # no other script runs in front-controller mode, nor is PHP source ever sent
         r = await c.request("GET", "/hello.php")
         assert r.status == 404
@@ -101,7 +108,8 @@ def multipart(content: bytes) -> tuple[bytes, bytes]:
 
 @pytest.mark.parametrize("proto", PROTOCOLS)
 def test_interleaved_clients_never_see_each_others_request(
-        worker_server: Server, certs: dict[str, str], proto: str) -> None:
+        worker_servers: PerImpl, certs: dict[str, str], proto: str) -> None:
+    worker_server = worker_servers[impl_of(proto)]
     """A sends everything a request can carry and leaves state behind; B, interleaved with
     it on the same worker, must see only its own bare request."""
 
@@ -170,7 +178,8 @@ def test_a_crash_answers_and_restarts_the_script(worker_server: Server, certs: d
 
 @pytest.mark.parametrize("proto", PROTOCOLS)
 def test_an_uncaught_exception_is_500_and_the_worker_goes_on(
-        worker_server: Server, certs: dict[str, str], proto: str) -> None:
+        worker_servers: PerImpl, certs: dict[str, str], proto: str) -> None:
+    worker_server = worker_servers[impl_of(proto)]
     async def go(c: ProtocolClient) -> None:
         before = await get_json(c, "/?case=state")
         r = await c.request("GET", "/?case=throw")

@@ -756,3 +756,19 @@ def test_a_malformed_authority_is_answered_400() -> None:
     request, end = to_server(server, client)
     assert isinstance(request, Request) and request.refused == 400
     assert end == EndBody(1)
+
+
+def test_a_reset_follows_what_was_already_sent() -> None:
+    """A body cut short of its content-length: the head and the bytes there were, then
+    RST_STREAM(INTERNAL_ERROR), so the client sees a truncated answer, not none."""
+    server, client = connect()
+    client.send_headers(1, GET, end_stream=True)
+    to_server(server, client)
+    server.send_response(1, 200, [(b"content-length", b"20")])
+    assert server.send_data(1, b"x" * 10) == 10
+    with pytest.raises(RuntimeError):
+        server.end_stream(1)
+    events = to_client(server, client)
+    assert [type(e) for e in events] == [
+        h2.events.ResponseReceived, h2.events.DataReceived, h2.events.StreamReset]
+    assert events[2].error_code == h2.errors.ErrorCodes.INTERNAL_ERROR
