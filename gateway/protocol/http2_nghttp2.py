@@ -1,11 +1,12 @@
 """HTTP/2 server adapter around libnghttp2, sans-IO: the same interface and events as
 Http2Adapter (gateway/protocol/http2.py), at a fraction of its cost per request.
 
-nghttp2 parses, validates (RFC 9113 §8.1-8.3: pseudo-headers, connection-specific fields,
-TE, content-length against DATA) and frames; its callbacks run in C (nghttp2_glue.c) and
-leave packed event records that receive_data() turns into events in one pass. What
-nghttp2 does not do is done as http2.py does it: the flood guard (counted in C, frame by
-frame), rapid reset, the header-list limit, :authority against Host, refused requests,
+nghttp2 parses, frames and keeps the stream states; its callbacks run in C
+(nghttp2_glue.c), check request sections by http2.py's rules (RFC 9113 §8.1-8.3: pseudo-
+headers, field names and values, connection-specific fields, TE, :authority against Host,
+content-length against DATA) and leave packed event records that receive_data() turns into
+events in one pass. The rest is done as http2.py does it: the flood guard (counted in C,
+frame by frame), rapid reset, the header-list limit, refused requests (400, 413, 501),
 streams whose app still runs counting against the stream limit, the drain's GOAWAY.
 
 Flow control: nghttp2's automatic WINDOW_UPDATE is off; acknowledge() consumes what the
@@ -196,9 +197,6 @@ class Nghttp2Adapter:
             return
         parts = payload.split(b"\0")
         method, path, authority, host = parts[:4]
-        if authority and host and authority != host:  # RFC 9113 §8.3.1; nghttp2 lets it by
-            lib.gw_h2_reset(self._h, stream_id, _CODES.PROTOCOL_ERROR)
-            return
         fields = iter(parts[4:-1])
         headers = list(zip(fields, fields, strict=True))
         if flags & lib.GW_FLAG_COOKIES:
