@@ -69,7 +69,12 @@ def main() -> int:
     stamp = fingerprint()
     if built_module() and STAMP.exists() and STAMP.read_text() == stamp:
         return 0
-    target = build()
+    try:
+        target = build()
+    except Exception:  # cffi's compile error names the missing header, not the package
+        print("gateway.protocol.nghttp2_build: the build failed; it needs libnghttp2-dev "
+              "(scripts/install-system-deps.sh build installs it)", file=sys.stderr)
+        raise
     STAMP.write_text(stamp)
     print(f"gateway.protocol.nghttp2_build: built {target.relative_to(ROOT)}", file=sys.stderr)
     return 0
