@@ -15,7 +15,8 @@ typedef struct {
     size_t len, cap;
 } buf_t;
 
-/* a responding stream's body bytes waiting for nghttp2's data provider */
+/* one stream's state, from its HEADERS to its close: the request body counted against its
+   content-length, then the response body bytes waiting for nghttp2's data provider */
 typedef struct gw_stream {
     buf_t body;
     size_t off;
@@ -45,7 +46,7 @@ struct gw_h2 {
     size_t buffered; /* body bytes queued in gw_streams, all streams */
     uint32_t max_streams;
     uint32_t peer_initial_window;
-    gw_stream *responding;
+    gw_stream *responding; /* every gw_stream (nghttp2_session_del does not close them) */
     int closed;
     int receiving; /* inside gw_h2_receive */
     uint32_t goaway_error; /* the error code of a GOAWAY nghttp2 sent on its own */
