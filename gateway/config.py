@@ -674,7 +674,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("HTTP2_IMPL", "http2_impl", "nghttp2", _choice(("nghttp2", "h2")),
            "HTTP/2 implementation: nghttp2 (libnghttp2 through cffi, fast) or h2 (pure "
            "Python). Both apply the same limits and flood guards.",
-           "Hypercorn / Uvicorn use h2; nginx and curl use nghttp2"),
+           "Hypercorn / Uvicorn use h2; curl, Apache mod_http2 and nghttpx use nghttp2"),
     Option("MAX_CONNECTIONS", "max_connections", "4096", _integer(1),
            "Open connections one worker process accepts, over all its listeners (QUIC "
            "included); beyond it a new connection is closed at once, counted and logged (a "
