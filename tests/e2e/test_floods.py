@@ -14,6 +14,8 @@ import h2.connection
 import h2.errors
 import h2.events
 import pytest
+from hpack import Encoder
+from hyperframe.frame import ContinuationFrame, HeadersFrame
 from server_harness import H2_IMPLS, Server, curl, start_server
 
 pytestmark = pytest.mark.e2e
@@ -85,6 +87,48 @@ def test_control_frame_flood_is_cut_off(server: Server, kind: str) -> None:
     assert sent <= 2000  # cut off near the allowance, not after the whole flood
     assert '"http2 flood' in server.logs()
     # the others are served
+    r = curl("-s", "--http2-prior-knowledge", f"http://127.0.0.1:{server.port}/hello.php")
+    assert r.stdout == b"Hello, World!"
+
+
+def _goaway(sock: socket.socket, conn: h2.connection.H2Connection,
+            limit: float = 10) -> h2.events.ConnectionTerminated | None:
+    """Read until the server's GOAWAY (or the connection ends, or `limit` seconds pass)."""
+    deadline = time.monotonic() + limit
+    sock.settimeout(0.5)
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(1 << 16)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:
+            return None
+        if not data:
+            return None
+        for event in conn.receive_data(data):
+            if isinstance(event, h2.events.ConnectionTerminated):
+                return event
+    return None
+
+
+@pytest.mark.parametrize("attack", ["continuation", "hpack-bomb"])
+def test_header_block_attacks_close_the_connection(server: Server, attack: str) -> None:
+    """CVE-2024-28182 (a header block in endless CONTINUATION frames) and an HPACK bomb (a
+    3 KB field indexed once, then referenced 40 times: 120 KB decoded from ~50 bytes)."""
+    sock, conn = h2c(server.port)
+    if attack == "continuation":
+        block = Encoder().encode(GET)
+        wire = HeadersFrame(1, data=block[:2], flags=["END_STREAM"]).serialize()
+        wire += ContinuationFrame(1, data=b"").serialize() * 500
+    else:
+        conn.send_headers(1, [*GET, (b"x-big", b"v" * 3000)], end_stream=True)
+        conn.send_headers(3, [*GET, *[(b"x-big", b"v" * 3000)] * 40], end_stream=True)
+        wire = conn.data_to_send()
+    with contextlib.suppress(OSError):  # the server may close before it all arrived
+        sock.sendall(wire)
+    goaway = _goaway(sock, conn)
+    sock.close()
+    assert goaway is not None and goaway.error_code != 0
     r = curl("-s", "--http2-prior-knowledge", f"http://127.0.0.1:{server.port}/hello.php")
     assert r.stdout == b"Hello, World!"
 
