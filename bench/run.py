@@ -75,8 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="seconds of unmeasured load per cell before round 1 (default 1)")
     p.add_argument("--servers", default=f"{GATEWAY},{FPM84},{FPM82}",
                    help=f"comma list of {GATEWAY},{FPM84},{FPM82}")
-    p.add_argument("--workloads", default="hello,superglobals,static,big,post,page-gzip,"
-                   "static-gzip,page-br,static-br")
+    p.add_argument("--workloads", default="hello,superglobals,static,big,post,bootstrap,compute,"
+                   "page-gzip,static-gzip,page-br,static-br")
     p.add_argument("--protocols", default="h1,h2")
     p.add_argument("--php-workers", type=int, default=2 * cores,
                    help="PHP threads in php-gateway = php-fpm pm.max_children (default 2 x cores)")

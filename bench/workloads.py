@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import shutil
@@ -69,6 +70,93 @@ def html_page() -> bytes:
     return (out + "</table></body></html>\n").encode()
 
 
+# bench/www/bootstrap.php: 30 modules x 10 services, each its own class file under app/
+MODULES, SERVICES = 30, 10
+CONFIG_ENTRIES = 2000
+
+
+def _bootstrap_ok(d: dict[str, object]) -> bool:
+    n = MODULES * SERVICES
+    return d == {"config": CONFIG_ENTRIES, "services": n, "classes": n + 2,
+                 "checksum": sum(1 + i % 7 for i in range(n)), "sample": 763}
+
+
+def compute_answer() -> dict[str, object]:
+    """What bench/www/compute.php answers, worked out again here."""
+    h = "php-gateway"
+    for i in range(5000):
+        h = hashlib.md5(f"{h}{i}".encode()).hexdigest()
+    rows = sorted(range(2000), key=lambda i: (-((i * 7919) % 1000), f"item{(i * 31) % 2000}"))
+    order = hashlib.md5(",".join(map(str, rows)).encode()).hexdigest()
+    return {"md5": h, "first": rows[0], "last": rows[-1], "order": order}
+
+
+def write_bootstrap_app(docroot: Path) -> None:
+    """The class files bench/www/bootstrap.php autoloads: a container, a base class, an
+    interface and 300 services, each depending on the one before it in its module."""
+    app = docroot / "app"
+    (app / "Kernel").mkdir(parents=True)
+    (app / "Kernel" / "ServiceInterface.php").write_text(
+        "<?php\nnamespace App\\Kernel;\n\ninterface ServiceInterface\n{\n"
+        "    public function handle(array $input): array;\n}\n")
+    (app / "Kernel" / "AbstractService.php").write_text(
+        "<?php\nnamespace App\\Kernel;\n\nabstract class AbstractService implements "
+        "ServiceInterface\n{\n    public static function dependencies(): array\n    {\n"
+        "        return [];\n    }\n\n    protected function option(array $config, string $key, "
+        "mixed $default = null): mixed\n    {\n        return $config[$key] ?? $default;\n"
+        "    }\n}\n")
+    (app / "Kernel" / "Container.php").write_text(
+        "<?php\nnamespace App\\Kernel;\n\nfinal class Container\n{\n"
+        "    private array $factories = [];\n    private array $instances = [];\n\n"
+        "    public function __construct(private array $config)\n    {\n    }\n\n"
+        "    public function register(string $id): void\n    {\n"
+        "        $this->factories[$id] = fn (Container $c) => new $id($c->config(), "
+        "...array_map([$c, 'get'], $id::dependencies()));\n    }\n\n"
+        "    public function config(): array\n    {\n        return $this->config;\n    }\n\n"
+        "    public function ids(): array\n    {\n        return array_keys($this->factories);\n"
+        "    }\n\n    public function get(string $id): object\n    {\n"
+        "        return $this->instances[$id] ??= ($this->factories[$id])($this);\n    }\n}\n")
+    for m in range(MODULES):
+        (app / f"Module{m}").mkdir()
+        for s in range(SERVICES):
+            deps = f"[Service{s - 1}::class]" if s else "[]"
+            (app / f"Module{m}" / f"Service{s}.php").write_text(f"""<?php
+namespace App\\Module{m};
+
+use App\\Kernel\\AbstractService;
+use App\\Kernel\\ServiceInterface;
+
+final class Service{s} extends AbstractService
+{{
+    public const NAME = 'module{m}.service{s}';
+    private array $options;
+    private array $deps;
+
+    public function __construct(array $config, ServiceInterface ...$deps)
+    {{
+        $this->deps = $deps;
+        $this->options = [
+            'primary' => $this->option($config, 'module{m}.section{s % 6}.key{s}'),
+            'secondary' => $this->option($config, 'module{m}.section{(s + 1) % 6}.key{s + 1}'),
+            'missing' => $this->option($config, 'module{m}.nothing', 'fallback'),
+        ];
+    }}
+
+    public static function dependencies(): array
+    {{
+        return {deps};
+    }}
+
+    public function handle(array $input): array
+    {{
+        $input['n'] += {(m * SERVICES + s) % 7};
+        $input['by'] = self::NAME;
+        return $input;
+    }}
+}}
+""")
+
+
 def _compressed(key: str, label: str, path: str, coding: str) -> Workload:
     page = html_page()
     return Workload(key, label, path, headers=(("Accept-Encoding", coding),),
@@ -92,6 +180,11 @@ def workloads(run: Path) -> list[Workload]:
             check=_json_check(lambda d: d.get("fields") == POST_FIELDS),
         ),
         # compression: nginx `gzip on` (and its brotli module when installed) beside ours
+        # the engine itself: a framework-shaped boot, and pure computation
+        Workload("bootstrap", "PHP bootstrap: 300 classes, 2k config", "/bootstrap.php",
+                 check=_json_check(_bootstrap_ok)),
+        Workload("compute", "PHP compute: md5 + usort", "/compute.php",
+                 check=_json_check(lambda d: d == compute_answer())),
         _compressed("page-gzip", "PHP 30 KB HTML, gzip", "/page30k.php", "gzip"),
         _compressed("static-gzip", "static 30 KB HTML, gzip", f"/{PAGE_NAME}", "gzip"),
         _compressed("page-br", "PHP 30 KB HTML, br", "/page30k.php", "br"),
@@ -106,6 +199,7 @@ def prepare_docroot(run: Path) -> Path:
     # Incompressible bytes, so no server wins by compressing; seeded, so every run is alike.
     (docroot / STATIC_NAME).write_bytes(random.Random(100).randbytes(STATIC_SIZE))
     (docroot / PAGE_NAME).write_bytes(html_page())
+    write_bootstrap_app(docroot)
     (run / "post-body.txt").write_bytes(post_body())
     (run / "post.lua").write_text(
         "-- wrk: POST the 10 KiB urlencoded form on every request\n"
