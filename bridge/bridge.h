@@ -55,6 +55,10 @@ typedef struct pg_config {
 #define PG_DONE_BAILOUT    8  /* PHP bailed out of request startup or shutdown */
 #define PG_DONE_UNAVAILABLE 16 /* no worker script could boot to take it */
 
+/* Flag of PG_EV_HEADERS and PG_EV_BODY: the response is complete with this event (no
+ * PG_EV_FINISH follows), so a whole page is known whole in the batch that brings it. */
+#define PG_OUT_LAST 1
+
 typedef struct pg_event {
     int64_t handle;   /* the request's handle; -1 for process-level log lines */
     int type;

@@ -62,8 +62,18 @@ typedef struct pg_slot {
     bool in_eof, in_want_space;
     bool in_partial;      /* read_post returns what has arrived (php://input), not a full block */
 
-    /* Response: bytes handed to Python and not yet acknowledged. */
+    /* Response: bytes handed to Python and not yet acknowledged (those gathered below
+     * included). */
     size_t out_inflight, out_limit;
+    /* Output not handed over yet (this thread's alone): PHP's head and body bytes gathered
+     * up to out_batch, so a page up to that size reaches the event loop whole with its
+     * head, in one wake-up, instead of a HEADERS event and then each 4 KiB spill of
+     * output_buffering. flush() and the end of the response hand them over at once. */
+    char *head_pend;
+    size_t head_pend_len;
+    int head_status;
+    char *out_pend;
+    size_t out_pend_len, out_pend_cap, out_batch;
     bool finished;        /* PG_EV_FINISH sent: later output is discarded */
     bool cancelled;       /* client gone or request timed out */
     bool interrupted;     /* pg_interrupt called */
@@ -75,11 +85,20 @@ void pg_push_event(int64_t handle, int type, int code, int flags, char *data, si
 /* The same with the request's start (and end) times, for PG_EV_HEADERS and PG_EV_DONE. */
 void pg_push_timed_event(int64_t handle, int type, int code, int flags, char *data, size_t len,
                          double started, double ended);
+/* Queues these events in order under one lock, so Python takes them in one batch. */
+void pg_push_events(const pg_event *evs, int n);
 double pg_now(void);
 size_t pg_slot_read_body(pg_slot *s, char *buf, size_t count);
 /* Blocks while the response credit is used up; false if the client is gone. */
 bool pg_slot_reserve_output(pg_slot *s, size_t len);
 void pg_slot_finish(pg_slot *s);
+/* Hands the gathered head and body bytes to Python: a full batch (PG_PUSH_BATCH), flush()
+ * (PG_PUSH_FLUSH: a PG_EV_FLUSH goes with them), the end (PG_PUSH_LAST: the last one is
+ * marked PG_OUT_LAST; returns whether there was one to mark). */
+enum { PG_PUSH_BATCH, PG_PUSH_FLUSH, PG_PUSH_LAST };
+bool pg_slot_push_output(pg_slot *s, int end);
+/* Gathers `len` bytes of output (credit already reserved); hands the batch over when full. */
+void pg_slot_add_output(pg_slot *s, const char *data, size_t len);
 /* gateway_request_heartbeat(): false when no deadline applies or the move passes the bound. */
 bool pg_slot_heartbeat(pg_slot *s, double seconds);
 void pg_count_fatal(void);

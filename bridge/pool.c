@@ -74,6 +74,30 @@ void pg_push_event(int64_t handle, int type, int code, int flags, char *data, si
     pg_push_timed_event(handle, type, code, flags, data, len, 0.0, 0.0);
 }
 
+static void enqueue_locked(const pg_event *ev) {
+    if (P.ev_len == P.ev_cap) {
+        /* Grows rather than blocks: events are bounded by the per-request credits. */
+        int ncap = P.ev_cap ? P.ev_cap * 2 : 1024;
+        pg_event *n = malloc(sizeof(pg_event) * (size_t)ncap);
+        if (!n) abort();
+        for (int i = 0; i < P.ev_len; i++) n[i] = P.events[(P.ev_head + i) % P.ev_cap];
+        free(P.events);
+        P.events = n;
+        P.ev_cap = ncap;
+        P.ev_head = 0;
+    }
+    P.events[(P.ev_head + P.ev_len) % P.ev_cap] = *ev;
+    P.ev_len++;
+}
+
+/* Python drains to empty after each wakeup, so only the first event needs a write. */
+static void wake_loop(void) {
+    if (P.efd < 0) return;
+    uint64_t one = 1;
+    ssize_t r;
+    do { r = write(P.efd, &one, sizeof one); } while (r < 0 && errno == EINTR);
+}
+
 void pg_push_timed_event(int64_t handle, int type, int code, int flags, char *data, size_t len,
                          double started, double ended) {
     pthread_mutex_lock(&P.ev_mu);
@@ -87,34 +111,20 @@ void pg_push_timed_event(int64_t handle, int type, int code, int flags, char *da
         P.ev_logs++;
         P.ev_log_bytes += len;
     }
-    if (P.ev_len == P.ev_cap) {
-        /* Grows rather than blocks: events are bounded by the per-request credits. */
-        int ncap = P.ev_cap ? P.ev_cap * 2 : 1024;
-        pg_event *n = malloc(sizeof(pg_event) * (size_t)ncap);
-        if (!n) abort();
-        for (int i = 0; i < P.ev_len; i++) n[i] = P.events[(P.ev_head + i) % P.ev_cap];
-        free(P.events);
-        P.events = n;
-        P.ev_cap = ncap;
-        P.ev_head = 0;
-    }
-    pg_event *e = &P.events[(P.ev_head + P.ev_len) % P.ev_cap];
-    e->handle = handle;
-    e->type = type;
-    e->code = code;
-    e->flags = flags;
-    e->data = data;
-    e->len = len;
-    e->started = started;
-    e->ended = ended;
-    bool was_empty = P.ev_len++ == 0;
+    bool was_empty = P.ev_len == 0;
+    pg_event ev = {.handle = handle, .type = type, .code = code, .flags = flags, .data = data,
+                   .len = len, .started = started, .ended = ended};
+    enqueue_locked(&ev);
     pthread_mutex_unlock(&P.ev_mu);
-    /* Python drains to empty after each wakeup, so only the first event needs a write. */
-    if (was_empty && P.efd >= 0) {
-        uint64_t one = 1;
-        ssize_t r;
-        do { r = write(P.efd, &one, sizeof one); } while (r < 0 && errno == EINTR);
-    }
+    if (was_empty) wake_loop();
+}
+
+void pg_push_events(const pg_event *evs, int n) {
+    pthread_mutex_lock(&P.ev_mu);
+    bool was_empty = P.ev_len == 0;
+    for (int i = 0; i < n; i++) enqueue_locked(&evs[i]);
+    pthread_mutex_unlock(&P.ev_mu);
+    if (was_empty && n > 0) wake_loop();
 }
 
 int pg_poll(pg_event *out, int max) {
@@ -207,11 +217,24 @@ static bool copy_request(pg_slot *s, const pg_request *r) {
     return true;
 }
 
+/* A batch of output is handed over at this size, or at half the response credit if that
+ * is smaller (gathered bytes hold credit Python cannot give back until it has them). */
+#define PG_OUT_BATCH (64 * 1024)
+
+static void drop_pending_output(pg_slot *s) {
+    free(s->head_pend);
+    free(s->out_pend);
+    s->head_pend = s->out_pend = NULL;
+    s->head_pend_len = s->out_pend_len = s->out_pend_cap = 0;
+}
+
 static void reset_slot_io(pg_slot *s) {
     s->in_start = s->in_end = 0;
     s->in_eof = s->in_want_space = s->in_partial = false;
     s->out_inflight = 0;
     s->out_limit = P.cfg.response_buffer_bytes;
+    drop_pending_output(s);
+    s->out_batch = s->out_limit / 2 < PG_OUT_BATCH ? s->out_limit / 2 : PG_OUT_BATCH;
     s->finished = s->cancelled = s->interrupted = false;
     s->worker = NULL;
 }
@@ -375,12 +398,67 @@ bool pg_slot_heartbeat(pg_slot *s, double seconds) {
     return true;
 }
 
+bool pg_slot_push_output(pg_slot *s, int end) {
+    /* head, body and flush in one push: the loop never sees a head whose page is still
+     * coming, nor flushed bytes without their flush */
+    bool last = end == PG_PUSH_LAST;
+    pg_event evs[3];
+    int n = 0;
+    if (s->head_pend) {
+        evs[n++] = (pg_event){.handle = s->handle, .type = PG_EV_HEADERS,
+                              .code = s->head_status, .data = s->head_pend,
+                              .len = s->head_pend_len, .started = s->started};
+        s->head_pend = NULL;
+        s->head_pend_len = 0;
+    }
+    if (s->out_pend_len) {
+        evs[n++] = (pg_event){.handle = s->handle, .type = PG_EV_BODY, .data = s->out_pend,
+                              .len = s->out_pend_len};
+        s->out_pend = NULL;
+        s->out_pend_len = s->out_pend_cap = 0;
+    }
+    if (n && last) evs[n - 1].flags = PG_OUT_LAST;
+    if (end == PG_PUSH_FLUSH) evs[n++] = (pg_event){.handle = s->handle, .type = PG_EV_FLUSH};
+    pg_push_events(evs, n);
+    return n > 0 && last;
+}
+
+void pg_slot_add_output(pg_slot *s, const char *data, size_t len) {
+    if (s->out_pend_len + len > s->out_batch) pg_slot_push_output(s, PG_PUSH_BATCH);
+    if (len >= s->out_batch) { /* a big write goes over as it is */
+        char *copy = malloc(len);
+        if (!copy) abort();
+        memcpy(copy, data, len);
+        pg_slot_push_output(s, PG_PUSH_BATCH); /* the head first */
+        pg_push_event(s->handle, PG_EV_BODY, 0, 0, copy, len);
+        return;
+    }
+    if (s->out_pend_len + len > s->out_pend_cap) {
+        size_t cap = s->out_pend_cap ? s->out_pend_cap : 4096;
+        while (cap < s->out_pend_len + len) cap *= 2;
+        if (cap > s->out_batch) cap = s->out_batch;
+        char *grown = realloc(s->out_pend, cap);
+        if (!grown) abort();
+        s->out_pend = grown;
+        s->out_pend_cap = cap;
+    }
+    memcpy(s->out_pend + s->out_pend_len, data, len);
+    s->out_pend_len += len;
+}
+
 void pg_slot_finish(pg_slot *s) {
     pthread_mutex_lock(&s->mu);
     bool first = !s->finished;
     s->finished = true;
+    bool gone = s->cancelled;
     pthread_mutex_unlock(&s->mu);
-    if (first) pg_push_event(s->handle, PG_EV_FINISH, 0, 0, NULL, 0);
+    if (!first) return;
+    if (gone) {
+        drop_pending_output(s); /* nobody will read it */
+    } else if (pg_slot_push_output(s, PG_PUSH_LAST)) {
+        return; /* the last head or body said it */
+    }
+    pg_push_event(s->handle, PG_EV_FINISH, 0, 0, NULL, 0);
 }
 
 void pg_ack(int64_t handle, size_t n) {

@@ -48,13 +48,7 @@ static size_t pg_ub_write(const char *str, size_t len) {
         php_handle_aborted_connection(); /* bails out unless ignore_user_abort */
         return len;
     }
-    char *copy = malloc(len);
-    if (!copy) {
-        php_handle_aborted_connection();
-        return 0;
-    }
-    memcpy(copy, str, len);
-    pg_push_event(s->handle, PG_EV_BODY, 0, 0, copy, len);
+    pg_slot_add_output(s, str, len);
     return len;
 }
 
@@ -65,7 +59,7 @@ static void pg_flush(void *server_context) {
     if (!SG(headers_sent)) sapi_send_headers();
     /* Told apart from output_buffering's spills, which need not leave at once: a
      * compressing stage flushes its encoder only here, not after every 4 KiB. */
-    pg_push_event(s->handle, PG_EV_FLUSH, 0, 0, NULL, 0);
+    pg_slot_push_output(s, PG_PUSH_FLUSH);
 }
 
 static int pg_send_headers(sapi_headers_struct *headers) {
@@ -91,7 +85,11 @@ static int pg_send_headers(sapi_headers_struct *headers) {
         free(block);
         return SAPI_HEADER_SENT_SUCCESSFULLY;
     }
-    pg_push_timed_event(s->handle, PG_EV_HEADERS, status, 0, block, total, s->started, 0.0);
+    /* handed over with the first batch of body, a flush() or the end (pg_slot_push_output) */
+    free(s->head_pend);
+    s->head_pend = block;
+    s->head_pend_len = total;
+    s->head_status = status;
     return SAPI_HEADER_SENT_SUCCESSFULLY;
 }
 

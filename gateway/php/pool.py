@@ -42,6 +42,7 @@ _POLL_BATCH = 256
 # a fatal or a timeout was logged already: its exit status 255 says nothing more
 _LOGGED_ENDS = binding.lib.PG_DONE_FATAL | binding.lib.PG_DONE_TIMED_OUT
 _FATAL, _FATAL_OR_TIMEOUT = binding.lib.PG_DONE_FATAL, _LOGGED_ENDS
+_LAST = binding.lib.PG_OUT_LAST  # this head or body completes the response
 # Request deadlines are checked this often: one timer for the pool, none per request.
 SWEEP_INTERVAL = 0.25
 
@@ -549,9 +550,13 @@ class PhpPool:
                 if kind == lib.PG_EV_BODY:
                     if call is not None:
                         call._on_body(ffi.unpack(ev.data, ev.len))
+                        if ev.flags & _LAST:
+                            call._on_finish()
                 elif kind == lib.PG_EV_HEADERS:
                     if call is not None:
                         call._on_headers(ev.code, ffi.unpack(ev.data, ev.len), ev.started)
+                        if ev.flags & _LAST:
+                            call._on_finish()
                 elif kind == lib.PG_EV_HEARTBEAT:
                     if call is not None:
                         call._on_heartbeat(ev.code / 1000)

@@ -242,10 +242,16 @@ def test_drain_lets_the_worker_finish_and_leave_its_loop(tmp_path: Path,
     s = start_server(tmp_path, docroot, "--php-workers", "1", "--worker-script",
                      str(docroot / "worker.php"))
     try:
+        mark = tmp_path / "running"
+
         async def go() -> Reply:
             client = _PlainH1(s.port)
-            slow = asyncio.create_task(client.get("/?case=sleep&ms=1500&tag=drained"))
-            await asyncio.sleep(0.5)
+            slow = asyncio.create_task(
+                client.get(f"/?case=sleep&ms=1500&tag=drained&mark={mark}"))
+            for _ in range(200):  # the stop comes while the request runs, however loaded
+                if mark.exists():
+                    break
+                await asyncio.sleep(0.05)
             s.proc.send_signal(signal.SIGTERM)
             return await slow
 

@@ -96,6 +96,9 @@ $handler = static function () use ($boot, $bootServer, &$served): void {
             echo 'spun';
             break;
         case 'sleep':
+            if (isset($_GET['mark'])) {
+                touch((string) $_GET['mark']); // tells a test the request is running
+            }
             usleep((int) ($_GET['ms'] ?? 100) * 1000);
             echo 'slept ', $_GET['tag'] ?? '';
             break;

@@ -144,6 +144,43 @@ async def test_cancel_ends_a_streaming_script(php_pool: Any) -> None:
     assert outcome.cancelled
 
 
+@pytest.mark.parametrize("script", ["hello.php", "html.php"])
+async def test_a_page_arrives_whole_with_its_head(php_pool: Any, script: str) -> None:
+    """Under the bridge's 64 KiB batch, output_buffering's spills are gathered and the head
+    comes with them, the response marked complete in the same batch: the PHP stage always
+    sends such a page with a Content-Length (html.php: 24 KiB in six spills)."""
+    for _ in range(50):  # the loop waking between events is what this rules out
+        call = php_pool.submit(php_request(script, query="kb=24"))
+        call.end_body()
+        assert (await call.response())[0] == 200
+        body = call.complete_body()
+        assert body is not None and len(body) in (13, 24 * 1024)
+        await call.wait_done()
+
+
+async def test_output_past_the_batch_and_flush_stream(php_pool: Any) -> None:
+    """A 1 MiB page comes in batches before PHP is done; flush() hands output over at once."""
+    call = php_pool.submit(php_request("html.php", query="kb=1024"))
+    call.end_body()
+    await call.response()
+    assert call.complete_body() is None
+    first = await call.read_out()
+    assert first is not None and 48 * 1024 <= len(first[0]) and not first[1]
+    total = len(first[0])
+    while (out := await call.read_out()) is not None:
+        total += len(out[0])
+    assert total == 1024 * 1024
+    call = php_pool.submit(php_request("stream.php", query="n=3&ms=300"))
+    call.end_body()
+    await call.response()
+    started = time.monotonic()
+    out = await call.read_out()
+    assert out is not None and out[0].startswith(b"line 0 ") and out[1]  # flushed
+    assert time.monotonic() - started < 0.25  # not held until the next line 300 ms on
+    while await call.read_out() is not None:
+        pass
+
+
 async def test_opcache_active_and_ini_loaded(php: Runner) -> None:
     await php("opcache.php")
     r = await php("opcache.php")
