@@ -14,7 +14,9 @@ from typing import Protocol
 import brotli
 import zstandard
 
-FAST = {"zstd": 3, "br": 5, "gzip": 4}
+# gzip 2: as fast as nginx's default level 1 on HTML (62 against 63 us for 30 KB) and 4 %
+# smaller; level 4, the first lazy-matching one, took 114 us for 11 % less
+FAST = {"zstd": 3, "br": 5, "gzip": 2}
 BEST = {"zstd": 19, "br": 11, "gzip": 9}
 _GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
 
