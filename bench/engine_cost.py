@@ -166,6 +166,7 @@ def callgrind_main(a: argparse.Namespace, variants: list[tuple[str, list[str], l
     outdir = run / "callgrind"
     outdir.mkdir()
     vg = ["valgrind", "--tool=callgrind", "--trace-children=yes", "--separate-threads=yes",
+          "--compress-strings=no", "--compress-pos=no",
           f"--callgrind-out-file={outdir}/cg.%p"]
     servers: list[Server] = [
         NginxFpm("fpm84", "nginx + php-fpm 8.4", Endpoints(free_port(), free_port()), run, [],
