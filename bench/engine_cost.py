@@ -37,6 +37,7 @@ from bench import procs
 from bench.parsers import parse_h2load
 from bench.run import fpm84_prefix, make_certs
 from bench.servers import REPO, Endpoints, Gateway, NginxFpm, Server, free_port, wait_listening
+from bench.symfony import ROUTE, prepare_app
 from bench.workloads import LoadSettings, Workload, h2load_argv, prepare_docroot, workloads
 
 
@@ -160,7 +161,7 @@ def callgrind_instructions(server: Server, w: Workload, requests: int, outdir: P
 
 
 def callgrind_main(a: argparse.Namespace, variants: list[tuple[str, list[str], list[str]]],
-                   fpm: Path, fpm_ini: list[str], ini_args: list[str], chosen: list[Workload],
+                   fpm: Path, fpm_ini: list[str], gw_args: list[str], chosen: list[Workload],
                    run: Path, docroot: Path, cert: Path, key: Path) -> int:
     """--callgrind N: each server alone, one PHP worker, under valgrind's callgrind."""
     outdir = run / "callgrind"
@@ -171,6 +172,7 @@ def callgrind_main(a: argparse.Namespace, variants: list[tuple[str, list[str], l
     servers: list[Server] = [
         NginxFpm("fpm84", "nginx + php-fpm 8.4", Endpoints(free_port(), free_port()), run, [],
                  fpm_binary=fpm / "sbin" / "php-fpm", fpm_ini_args=fpm_ini, docroot=docroot,
+                 front_controller="index.php" if a.symfony else "",
                  php_workers=1, nginx_workers=1, cert=cert, key_file=key)]
     # valgrind 3.19 lacks pidfd_open: the supervisor takes its fallback (polling its workers)
     site = run / "callgrind-site"
@@ -182,7 +184,7 @@ def callgrind_main(a: argparse.Namespace, variants: list[tuple[str, list[str], l
         servers.append(SlowGateway(f"gateway{i}", label, Endpoints(free_port(), free_port()),
                                    run, [*env, *vg], docroot=docroot,
                                    php_workers=1, processes=1, cert=cert, key_file=key,
-                                   extra_args=[*extra, *ini_args]))
+                                   extra_args=[*extra, *gw_args]))
     rows: list[tuple[str, str, float]] = []
     for s in servers:
         if isinstance(s, NginxFpm):  # only php-fpm under valgrind, not nginx
@@ -246,17 +248,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--callgrind", type=int, metavar="N",
                    help="instead: instructions per request under callgrind over N requests, "
                    "one PHP worker per server, servers one after another")
+    p.add_argument("--symfony", action="store_true",
+                   help="instead of --workloads: bench/symfony's route (Symfony 5.4, classic mode)")
     p.add_argument("--perf-dir", type=Path,
                    help="record round 1 with perf record -g into this directory")
     a = p.parse_args(argv)
 
     run = Path(tempfile.mkdtemp(prefix="php-gateway-engine-"))
-    docroot = prepare_docroot(run)
+    gw_args = [x for kv in a.php_ini_set for x in ("--php-ini-set", kv)]
     _, cert, key = make_certs(run)
-    ws = {w.key: w for w in workloads(run)}
-    chosen = [ws[k] for k in a.workloads.split(",")]
+    if a.symfony:  # bench/symfony's route; every other path goes to its front controller
+        docroot = prepare_app(run)
+        chosen = [Workload("symfony", "Symfony 5.4 route", ROUTE,
+                           check=lambda body: b'<li><a href="/product/' in body)]
+    else:
+        docroot = prepare_docroot(run)
+        ws = {w.key: w for w in workloads(run)}
+        chosen = [ws[k] for k in a.workloads.split(",")]
+    front = "index.php" if a.symfony else ""
+    gw_args += ["--index-file", front] if front else []
     settings = LoadSettings(0, 1, a.clients, a.clients, 1)
-    ini_args = [x for kv in a.php_ini_set for x in ("--php-ini-set", kv)]
 
     servers: list[Server] = []
     fpm = fpm84_prefix(a.fpm_prefix)
@@ -266,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     fpm_ini += [x for kv in a.php_ini_set for x in ("-d", kv)]
     servers.append(NginxFpm("fpm84", "nginx + php-fpm 8.4", Endpoints(free_port(), free_port()),
                             run, [], fpm_binary=fpm / "sbin" / "php-fpm", fpm_ini_args=fpm_ini,
-                            docroot=docroot, php_workers=a.php_workers,
+                            docroot=docroot, php_workers=a.php_workers, front_controller=front,
                             nginx_workers=a.processes, cert=cert, key_file=key))
     trees = ([] if a.no_current else [REPO]) + [t.resolve() for t in a.tree]
     # cwd = the tree too: `python -m gateway.worker` puts the cwd before PYTHONPATH
@@ -276,10 +287,10 @@ def main(argv: list[str] | None = None) -> int:
         servers.append(Gateway(f"gateway{i}", label, Endpoints(free_port(), free_port()), run,
                                prefix_argv, docroot=docroot, php_workers=a.php_workers,
                                processes=a.processes, cert=cert, key_file=key,
-                               extra_args=[*extra, *ini_args]))
+                               extra_args=[*extra, *gw_args]))
 
     if a.callgrind:
-        return callgrind_main(a, variants, fpm, fpm_ini, ini_args, chosen, run, docroot, cert,
+        return callgrind_main(a, variants, fpm, fpm_ini, gw_args, chosen, run, docroot, cert,
                               key)
     results: dict[tuple[str, str], list[tuple[float, float, float, int]]] = {}
     commands: list[str] = []
