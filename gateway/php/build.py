@@ -5,35 +5,26 @@ and the prefix are unchanged."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from cffi import FFI
 
-ROOT = Path(__file__).resolve().parents[2]
+from gateway.cffi_build import ROOT, compile_into, fingerprint, marked_declarations, up_to_date
+
 HERE = Path(__file__).resolve().parent
 SOURCES = [ROOT / "bridge" / "pool.c", ROOT / "bridge" / "sapi.c", ROOT / "ext" / "gateway_ext.c",
            ROOT / "ext" / "worker.c"]
 BRIDGE_H = ROOT / "bridge" / "bridge.h"
-# bridge.h marks the part of it that cffi reads (cffi cannot run the preprocessor).
-CDEF_BEGIN = "/* ---- cffi declarations begin ---- */"
-CDEF_END = "/* ---- cffi declarations end ---- */"
 STAMP = HERE / ".bridge-stamp"
 CFLAGS = ["-O2", "-g", "-fno-omit-frame-pointer", "-Wall", "-Wno-unused-parameter"]
 
 
 def bridge_cdef() -> str:
     """The declarations Python sees: the lines of bridge.h between its cffi markers."""
-    text = BRIDGE_H.read_text()
-    _, begin, rest = text.partition(CDEF_BEGIN)
-    cdef, end, _ = rest.partition(CDEF_END)
-    if not (begin and end):
-        raise RuntimeError(f"{BRIDGE_H}: the cffi declaration markers are missing")
-    return cdef
+    return marked_declarations(BRIDGE_H)
 
 
 def php_config(prefix: Path, flag: str) -> str:
@@ -43,17 +34,9 @@ def php_config(prefix: Path, flag: str) -> str:
     return out.stdout.strip()
 
 
-def fingerprint(prefix: Path) -> str:
-    h = hashlib.sha256(str(prefix).encode())
+def sources_fingerprint(prefix: Path) -> str:
     inputs = sorted([*ROOT.glob("bridge/*.[ch]"), *ROOT.glob("ext/*.[ch]")])
-    for path in [*inputs, Path(__file__)]:
-        h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-def built_module() -> Path | None:
-    found = sorted(HERE.glob("_phpbridge*.so"))
-    return found[0] if found else None
+    return fingerprint([*inputs, Path(__file__)], seed=str(prefix).encode())
 
 
 def build(prefix: Path) -> Path:
@@ -71,18 +54,7 @@ def build(prefix: Path) -> Path:
         runtime_library_dirs=[str(prefix / "lib")],
         extra_compile_args=CFLAGS,
     )
-    tmp = ROOT / "build" / "cffi"
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        so = Path(ffi.compile(tmpdir=str(tmp), verbose=False))
-    finally:
-        os.chdir(cwd)
-    target = HERE / so.name
-    # A new inode, renamed into place: running workers keep mapping the old file intact.
-    staging = target.with_suffix(".so.new")
-    shutil.copy2(so, staging)
-    os.replace(staging, target)
+    target = compile_into(ffi, HERE, "cffi")
     for old in HERE.glob("_phpbridge*.so"):
         if old != target:
             old.unlink()
@@ -109,8 +81,8 @@ def main() -> int:
     if not (prefix / "lib" / "libphp.so").exists():
         print(f"gateway.php.build: no libphp.so under {prefix}/lib", file=sys.stderr)
         return 2
-    stamp = fingerprint(prefix)
-    if built_module() and STAMP.exists() and STAMP.read_text() == stamp:
+    stamp = sources_fingerprint(prefix)
+    if up_to_date(HERE, "_phpbridge", STAMP, stamp):
         return 0
     target = build(prefix)
     write_buildinfo(prefix)

@@ -4,16 +4,14 @@ gateway/pipeline/_rate_table*.so. Run as `python -m gateway.pipeline.rate_table_
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
 import sys
 from pathlib import Path
 
 from cffi import FFI
 
+from gateway.cffi_build import ROOT, compile_into, fingerprint, up_to_date
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 SOURCE = HERE / "rate_table.c"
 HEADER = HERE / "rate_table.h"
 STAMP = HERE / ".rate-table-stamp"
@@ -26,41 +24,17 @@ def declarations() -> str:
                      if not line.lstrip().startswith("#"))
 
 
-def fingerprint() -> str:
-    digest = hashlib.sha256()
-    for path in (SOURCE, HEADER, Path(__file__)):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def built_module() -> Path | None:
-    found = sorted(HERE.glob("_rate_table*.so"))
-    return found[0] if found else None
-
-
 def build() -> Path:
     ffi = FFI()
     ffi.cdef(declarations())
     ffi.set_source("gateway.pipeline._rate_table", '#include "rate_table.h"',
                    sources=[str(SOURCE)], include_dirs=[str(HERE)], extra_compile_args=CFLAGS)
-    tmp = ROOT / "build" / "cffi-rate-table"
-    cwd = os.getcwd()
-    os.chdir(ROOT)
-    try:
-        so = Path(ffi.compile(tmpdir=str(tmp), verbose=False))
-    finally:
-        os.chdir(cwd)
-    target = HERE / so.name
-    # a new inode renamed into place: running workers keep their mapping of the old file
-    staging = target.with_suffix(".so.new")
-    shutil.copy2(so, staging)
-    os.replace(staging, target)
-    return target
+    return compile_into(ffi, HERE, "cffi-rate-table")
 
 
 def main() -> int:
-    stamp = fingerprint()
-    if built_module() and STAMP.exists() and STAMP.read_text() == stamp:
+    stamp = fingerprint([SOURCE, HEADER, Path(__file__)])
+    if up_to_date(HERE, "_rate_table", STAMP, stamp):
         return 0
     target = build()
     STAMP.write_text(stamp)

@@ -7,18 +7,14 @@ h2 and come back from data_to_send(). Waiting (for window, for the app) is the c
 Flow control: received DATA is acknowledged only when the caller says the app consumed it
 (acknowledge()), so a stream that is not read holds at most one 64 KiB window; the
 connection window is larger so that one stalled stream does not stall the others.
-Rapid reset (CVE-2023-44487): peer resets of streams whose response is not finished are
-counted in a sliding window; too many end the connection with ENHANCE_YOUR_CALM.
+The bookkeeping both HTTP/2 adapters keep (refused requests, rapid reset, the drain) is
+Http2Session's, in gateway/protocol/http2_common.py.
 """
 
 from __future__ import annotations
 
 import binascii
 import contextlib
-import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final
 
 import h2.config
@@ -31,14 +27,23 @@ import h2.stream
 import hyperframe.frame
 from hyperframe.frame import GoAwayFrame
 
-from gateway.protocol.events import Body, BodyTooLarge, EndBody, Headers, Request, StreamReset
+from gateway.protocol.events import EndBody, Headers, Request
 from gateway.protocol.hpack_memo import MemoDecoder, MemoEncoder
-from gateway.protocol.request_fields import (
-    malformed_h2_request,
-    split_request_fields,
-    valid_host,
+from gateway.protocol.http2_common import (
+    CONNECTION_WINDOW,
+    FLOOD_BASE,
+    STREAM_WINDOW,
+    ConnectionClosed,
+    H2Event,
+    Http2Session,
+    Stream,
+    WindowOpened,
 )
-from gateway.protocol.response_headers import ResponseDefaults, interim_fields, response_fields
+from gateway.protocol.request_fields import malformed_h2_request, split_request_fields
+
+# the interface's events and constants, where the server and the tests have imported them
+__all__ = ["CONNECTION_WINDOW", "FLOOD_BASE", "STREAM_WINDOW", "ConnectionClosed", "H2Event",
+           "Http2Adapter", "WindowOpened"]
 
 
 def _short_data_repr(data: bytes | None) -> str:
@@ -59,71 +64,18 @@ hyperframe.frame._raw_data_repr = _short_data_repr
 _SERVER_OPEN: Final = h2.connection.ConnectionState.SERVER_OPEN
 _SENDING_STATES: Final = frozenset((h2.stream.StreamState.OPEN,
                                     h2.stream.StreamState.HALF_CLOSED_REMOTE))
-STREAM_WINDOW: Final = 65535  # the protocol default: peers may send it before our SETTINGS
-CONNECTION_WINDOW: Final = 16 * STREAM_WINDOW
-_UPGRADE_HEADERS: Final = frozenset((b"connection", b"upgrade", b"http2-settings"))
-_DROPPED_RESPONSE_HEADERS: Final = frozenset(
-    (b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"upgrade",
-     b"date", b"server")
-)
-
-
-@dataclass(frozen=True, slots=True)
-class WindowOpened:
-    """The peer granted send window: stream_id 0 means every stream may try again."""
-
-    stream_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
-    """The connection is over (peer GOAWAY, protocol error, rapid reset): flush and close."""
-
-    error_code: int
-    reason: str
-
-
 _SLICE: Final = 16 * 1024  # bytes of a read given to h2 at once (see receive_data)
-FLOOD_BASE: Final = 1000  # control frames any connection may send (see _control_allowance)
 _CONTROL_EVENTS: Final = frozenset((
     h2.events.PingReceived, h2.events.PingAckReceived, h2.events.RemoteSettingsChanged,
     h2.events.SettingsAcknowledged, h2.events.WindowUpdated, h2.events.PriorityUpdated,
     h2.events.StreamReset, h2.events.UnknownFrameReceived,
 ))
 
-H2Event = Request | Body | EndBody | BodyTooLarge | StreamReset | WindowOpened | ConnectionClosed
 
-
-class _Stream:
-    __slots__ = ("done", "head", "opened", "received", "receiving", "send_remaining", "started",
-                 "stop_upload")
-
-    def __init__(self, opened: float, head: bool, receiving: bool) -> None:
-        self.opened = opened
-        self.head = head
-        self.receiving = receiving  # the request body is still arriving
-        self.received = 0
-        self.started = False  # response headers sent
-        self.done = False  # response finished (END_STREAM or reset)
-        self.send_remaining = -1  # declared content-length still to send, -1 if none
-        self.stop_upload = False  # the body passed the limit: RST_STREAM(NO_ERROR) at the end
-
-
-class Http2Adapter:
+class Http2Adapter(Http2Session):
     """One HTTP/2 connection, server side, without I/O."""
 
-    def __init__(
-        self,
-        *,
-        defaults: ResponseDefaults | None = None,
-        scheme: str = "https",
-        max_concurrent_streams: int = 100,
-        max_header_list_size: int = 65536,
-        max_body_bytes: int = 64 * 1024 * 1024,
-        rapid_reset_limit: int = 100,
-        rapid_reset_window: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def _open_engine(self, max_concurrent_streams: int, max_header_list_size: int) -> None:
         # Outbound fields are checked once, by response_fields (lower-case tokens, no CR/LF/NUL,
         # no connection-specific fields): h2's second pass over them costs ~10% of a request.
         # Inbound sections are checked by malformed_h2_request in one regex pass (h2's walk
@@ -148,20 +100,7 @@ class Http2Adapter:
         # h2 only applies the header-list limit to its decoder once the peer ACKs: apply it now
         conn.decoder.max_header_list_size = max_header_list_size
         self._h2 = conn
-        self._defaults = defaults if defaults is not None else ResponseDefaults()
-        self._scheme = scheme
-        self._max_streams = max_concurrent_streams
-        self._max_body_bytes = max_body_bytes
-        self._clock = clock
-        self._streams: dict[int, _Stream] = {}
-        self._resets: deque[float] = deque(maxlen=max(1, rapid_reset_limit))
-        self._reset_window = rapid_reset_window
         self._pending = b""
-        self._draining = False
-        self._goaway_stream_id = 0
-        self.closed = False
-        self.streams_opened = 0
-        self.streams_reset_by_peer = 0
         # flood guard: frames that move no request forward, against what the peer has earned
         self._control_frames = 0
         self._payload_bytes = 0  # DATA received and sent
@@ -178,17 +117,9 @@ class Http2Adapter:
         try:
             self._h2.initiate_upgrade_connection(settings)
         except (ValueError, h2.exceptions.ProtocolError) as exc:  # bad base64 or settings
-            self.closed = True
-            return [ConnectionClosed(h2.errors.ErrorCodes.PROTOCOL_ERROR, str(exc))]
+            return self._upgrade_failed(str(exc))
         self._h2.increment_flow_control_window(CONNECTION_WINDOW - STREAM_WINDOW)
-        self.streams_opened += 1
-        self._streams[1] = _Stream(self._clock(), request.method == b"HEAD", False)
-        upgraded = Request(
-            1, request.method, request.target,
-            [(n, v) for n, v in request.headers if n not in _UPGRADE_HEADERS],
-            "2", request.authority, self._scheme, request.content_length, False,
-        )
-        return [upgraded, EndBody(1)]
+        return self._upgraded(request)
 
     # -- input -------------------------------------------------------------------------------
 
@@ -238,7 +169,8 @@ class Http2Adapter:
             elif isinstance(event, h2.events.WindowUpdated):
                 out.append(WindowOpened(event.stream_id or 0))
             elif isinstance(event, h2.events.StreamReset):
-                self._on_reset(event, out)
+                assert event.stream_id is not None
+                self._stream_reset(event.stream_id, bool(event.remote_reset), out)
                 if self.closed:
                     return out
             elif isinstance(event, h2.events.RemoteSettingsChanged):
@@ -270,7 +202,6 @@ class Http2Adapter:
         if malformed is not None:  # RFC 9113 §8.1.1: a stream error, the others go on
             self._h2.reset_stream(stream_id, h2.errors.ErrorCodes.PROTOCOL_ERROR)
             return
-        self.streams_opened += 1
         fields = split_request_fields(event.headers)
         method = fields.pseudo.get(b":method", b"")
         path = fields.pseudo.get(b":path", b"")
@@ -279,21 +210,9 @@ class Http2Adapter:
         length = fields.content_length  # h2 has checked it, except on HEAD
         content_length = int(length) if length is not None and length.isdigit() else None
         ended = event.stream_ended is not None
-        # refused requests are answered by the server's chain; an unfinished upload is
-        # stopped with RST_STREAM(NO_ERROR) after the answer (stream_finished)
-        refused = 0
-        if method == b"CONNECT":
-            refused = 501
-        elif not valid_host(authority):  # RFC 3986 host[:port], as HTTP/1 checks Host
-            refused = 400
-        elif content_length is not None and content_length > self._max_body_bytes:
-            refused = 413
         # receiving stays True until StreamEnded, which turns into EndBody even without a body
-        self._streams[stream_id] = _Stream(self._clock(), method == b"HEAD", True)
-        out.append(
-            Request(stream_id, method, path, headers, "2", authority, self._scheme,
-                    content_length, not ended, refused)
-        )
+        out.append(self._open(stream_id, method, path, headers, authority, content_length,
+                              ended, True))
 
     def _on_data(self, event: h2.events.DataReceived, out: list[H2Event]) -> None:
         stream_id = event.stream_id
@@ -306,36 +225,7 @@ class Http2Adapter:
             return
         if flow > len(data):
             self._ack(stream_id, flow - len(data))  # padding is never "consumed" by the app
-        stream.received += len(data)
-        if stream.received > self._max_body_bytes:
-            self._ack(stream_id, len(data))
-            stream.receiving = False
-            stream.stop_upload = True
-            out.append(BodyTooLarge(stream_id))
-            return
-        if data:
-            out.append(Body(stream_id, bytes(data)))
-
-    def _on_reset(self, event: h2.events.StreamReset, out: list[H2Event]) -> None:
-        stream_id = event.stream_id
-        assert stream_id is not None
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.done:
-            return
-        stream.done = True
-        stream.receiving = False
-        out.append(StreamReset(stream_id))
-        if not event.remote_reset:
-            return
-        self.streams_reset_by_peer += 1
-        now = self._clock()
-        resets = self._resets
-        resets.append(now)
-        if len(resets) == resets.maxlen and now - resets[0] <= self._reset_window:
-            self.close(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM)
-            out.append(
-                ConnectionClosed(h2.errors.ErrorCodes.ENHANCE_YOUR_CALM, "too many stream resets")
-            )
+        self._take_body(stream_id, stream, bytes(data), out)
 
     # -- output ------------------------------------------------------------------------------
 
@@ -346,36 +236,12 @@ class Http2Adapter:
             self._pending = b""
         return out
 
-    def send_response(self, stream_id: int, status: int, headers: Headers) -> None:
-        stream = self._streams[stream_id]
-        if stream.started:
-            raise RuntimeError("response already started")
-        if status < 200 or status > 599:
-            raise ValueError(f"invalid final status {status}")
-        # connection-specific headers are illegal in HTTP/2 (RFC 9113 §8.2.2)
-        out, stream.send_remaining = response_fields(
-            status, headers, self._defaults, _DROPPED_RESPONSE_HEADERS
-        )
-        stream.started = True  # only now: a refused header block still allows a 500
-        if stream.done or self.closed:
-            return  # reset or connection over meanwhile: nothing may be sent
-        bodyless = stream.head or status == 204 or status == 304
-        self._h2.send_headers(stream_id, out, end_stream=bodyless)
-        if bodyless:
-            stream.done = True
+    def _send_headers(self, stream_id: int, fields: Headers, end_stream: bool) -> bool:
+        self._h2.send_headers(stream_id, fields, end_stream=end_stream)
+        return True
 
-    def send_interim(self, stream_id: int, status: int, headers: Headers) -> None:
-        """A 1xx HEADERS frame (103 Early Hints) ahead of the response, without END_STREAM."""
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.started or stream.done or self.closed:
-            return
-        self._h2.send_headers(stream_id, interim_fields(status, headers,
-                                                        _DROPPED_RESPONSE_HEADERS))
-
-    def body_allowed(self, stream_id: int) -> bool:
-        """False once nothing more may be sent (HEAD/204/304 already ended, reset, finished)."""
-        stream = self._streams.get(stream_id)
-        return stream is not None and not stream.done
+    def _send_interim(self, stream_id: int, fields: Headers) -> None:
+        self._h2.send_headers(stream_id, fields)
 
     def sendable(self, stream_id: int) -> int:
         """How many body bytes may go out now on this stream (0: wait for WindowOpened)."""
@@ -410,7 +276,7 @@ class Http2Adapter:
             self._payload_bytes += size
         return size
 
-    def _send_bulk(self, stream_id: int, stream: _Stream, data: bytes | memoryview) -> int:
+    def _send_bulk(self, stream_id: int, stream: Stream, data: bytes | memoryview) -> int:
         """Frame the full-size DATA frames of a large body here, bypassing h2's per-frame
         path (state machines, hyperframe objects, a copy each: ~10 µs a 16 KiB frame), and
         book the bytes against h2's flow-control windows as its send_data would. The last
@@ -439,32 +305,12 @@ class Http2Adapter:
             stream.send_remaining -= size
         return size
 
-    def end_stream(self, stream_id: int) -> None:
-        stream = self._streams[stream_id]
-        if stream.done or self.closed:
-            return
-        if stream.send_remaining > 0:
-            self._reset(stream_id, h2.errors.ErrorCodes.INTERNAL_ERROR)
-            raise RuntimeError("response body shorter than its content-length")
-        stream.done = True
+    def _end(self, stream_id: int) -> None:
         self._h2.end_stream(stream_id)
-
-    def acknowledge(self, stream_id: int, size: int) -> None:
-        """The app consumed `size` body bytes of this stream: grant the peer that window."""
-        if size:
-            self._ack(stream_id, size)
 
     def _ack(self, stream_id: int, size: int) -> None:
         if size and not self.closed:
             self._h2.acknowledge_received_data(size, stream_id)
-
-    def reset(self, stream_id: int, error_code: int = h2.errors.ErrorCodes.CANCEL) -> None:
-        """Abort one stream (app failure after the response started, timeouts)."""
-        stream = self._streams.get(stream_id)
-        if stream is not None:
-            stream.done = True
-            stream.receiving = False
-        self._reset(stream_id, error_code)
 
     def _reset(self, stream_id: int, error_code: int) -> None:
         if self.closed:
@@ -472,42 +318,20 @@ class Http2Adapter:
         with contextlib.suppress(h2.exceptions.StreamClosedError):  # both sides closed it
             self._h2.reset_stream(stream_id, error_code)
 
-    def stream_finished(self, stream_id: int) -> None:
-        """The app task of this stream is over: forget it (and stop an upload nobody reads)."""
-        stream = self._streams.pop(stream_id, None)
-        if stream is not None and (stream.receiving or stream.stop_upload) and not self.closed:
-            stream.receiving = False
-            self._reset(stream_id, h2.errors.ErrorCodes.NO_ERROR)
+    def _stop_upload(self, stream_id: int) -> None:
+        self._reset(stream_id, h2.errors.ErrorCodes.NO_ERROR)
 
     # -- connection --------------------------------------------------------------------------
 
-    @property
-    def active_streams(self) -> int:
-        return len(self._streams)
+    def _last_stream_id(self) -> int:
+        return self._h2.highest_inbound_stream_id
 
-    @property
-    def draining(self) -> bool:
-        return self._draining
-
-    def start_drain(self) -> None:
-        """Graceful shutdown: GOAWAY now, in-flight streams continue, new ones are refused."""
-        if self._draining or self.closed:
-            return
-        self._draining = True
-        self._goaway_stream_id = self._h2.highest_inbound_stream_id
-        if not self._streams:
-            self.close()
-            return
+    def _goaway_notice(self) -> None:
         # h2's own close_connection() would refuse every later frame of in-flight streams
         frame = GoAwayFrame(0)
         frame.last_stream_id = self._goaway_stream_id
         frame.error_code = h2.errors.ErrorCodes.NO_ERROR
         self._pending += self._h2.data_to_send() + frame.serialize()
 
-    def close(self, error_code: int = h2.errors.ErrorCodes.NO_ERROR) -> None:
-        """Final GOAWAY; flush data_to_send() and close the transport after this."""
-        if self.closed:
-            return
-        self.closed = True
-        last = self._goaway_stream_id if self._draining else self._h2.highest_inbound_stream_id
-        self._h2.close_connection(error_code=error_code, last_stream_id=last)
+    def _terminate(self, last_stream_id: int, error_code: int) -> None:
+        self._h2.close_connection(error_code=error_code, last_stream_id=last_stream_id)

@@ -7,7 +7,8 @@ headers, field names and values, connection-specific fields, TE, :authority agai
 content-length against DATA) and leave packed event records that receive_data() turns into
 events in one pass. The rest is done as http2.py does it: the flood guard (counted in C,
 frame by frame), rapid reset, the header-list limit, refused requests (400, 413, 501),
-streams whose app still runs counting against the stream limit, the drain's GOAWAY.
+streams whose app still runs counting against the stream limit, the drain's GOAWAY; what
+is not nghttp2's is Http2Session's, shared with http2.py (gateway/protocol/http2_common.py).
 
 Flow control: nghttp2's automatic WINDOW_UPDATE is off; acknowledge() consumes what the
 app read, so a stream that is not read holds at most one 64 KiB window.
@@ -20,26 +21,20 @@ import binascii
 import importlib
 import itertools
 import struct
-import time
-from collections import deque
-from collections.abc import Callable
 from typing import Any, Final
 
 import h2.errors
 
-from gateway.protocol.events import Body, BodyTooLarge, EndBody, Headers, Request, StreamReset
-from gateway.protocol.http2 import (
-    _DROPPED_RESPONSE_HEADERS,
-    _UPGRADE_HEADERS,
+from gateway.protocol.events import EndBody, Headers, Request
+from gateway.protocol.http2_common import (
     CONNECTION_WINDOW,
     FLOOD_BASE,
     STREAM_WINDOW,
     ConnectionClosed,
     H2Event,
+    Http2Session,
     WindowOpened,
 )
-from gateway.protocol.request_fields import valid_host
-from gateway.protocol.response_headers import ResponseDefaults, interim_fields, response_fields
 
 # the cffi extension that gateway/protocol/nghttp2_build.py compiles (`make bridge`)
 _module = importlib.import_module("gateway.protocol._nghttp2")
@@ -56,20 +51,6 @@ _CLOSED_REASONS: Final = {
 _chain = itertools.chain.from_iterable
 
 
-class _Stream:
-    __slots__ = ("done", "head", "received", "receiving", "send_remaining", "started",
-                 "stop_upload")
-
-    def __init__(self, head: bool, receiving: bool) -> None:
-        self.head = head
-        self.receiving = receiving  # the request body is still arriving
-        self.received = 0
-        self.started = False  # response headers sent
-        self.done = False  # response finished (END_STREAM or reset)
-        self.send_remaining = -1  # declared content-length still to send, -1 if none
-        self.stop_upload = False  # the body passed the limit: RST_STREAM(NO_ERROR) at the end
-
-
 def _join_cookies(headers: Headers) -> Headers:
     """RFC 9113 §8.2.3: crumbs rejoined, at the first one's place, for HTTP/1-style apps."""
     crumbs = [value for name, value in headers if name == b"cookie"]
@@ -83,39 +64,15 @@ def _join_cookies(headers: Headers) -> Headers:
     return out
 
 
-class Nghttp2Adapter:
+class Nghttp2Adapter(Http2Session):
     """One HTTP/2 connection, server side, without I/O, on nghttp2."""
 
-    def __init__(
-        self,
-        *,
-        defaults: ResponseDefaults | None = None,
-        scheme: str = "https",
-        max_concurrent_streams: int = 100,
-        max_header_list_size: int = 65536,
-        max_body_bytes: int = 64 * 1024 * 1024,
-        rapid_reset_limit: int = 100,
-        rapid_reset_window: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def _open_engine(self, max_concurrent_streams: int, max_header_list_size: int) -> None:
         handle = lib.gw_h2_new(max_concurrent_streams, max_header_list_size, FLOOD_BASE)
         if handle == ffi.NULL:
             raise MemoryError("nghttp2 session")
         self._h: Any = ffi.gc(handle, lib.gw_h2_free)
         self._out: Any = ffi.new("const uint8_t **")
-        self._defaults = defaults if defaults is not None else ResponseDefaults()
-        self._scheme = scheme
-        self._max_streams = max_concurrent_streams
-        self._max_body_bytes = max_body_bytes
-        self._clock = clock
-        self._streams: dict[int, _Stream] = {}
-        self._resets: deque[float] = deque(maxlen=max(1, rapid_reset_limit))
-        self._reset_window = rapid_reset_window
-        self._draining = False
-        self._goaway_stream_id = 0
-        self.closed = False
-        self.streams_opened = 0
-        self.streams_reset_by_peer = 0
 
     # -- start -------------------------------------------------------------------------------
 
@@ -125,27 +82,19 @@ class Nghttp2Adapter:
 
     def initiate_upgrade(self, settings: bytes, request: Request) -> list[H2Event]:
         """Start after an h2c upgrade: `request` (already complete) becomes stream 1."""
-        head = request.method == b"HEAD"
         try:  # HTTP2-Settings is base64url without padding (RFC 7540 §3.2.1)
             payload = base64.urlsafe_b64decode(settings + b"=" * (-len(settings) % 4))
         except (ValueError, binascii.Error) as exc:
             payload, error = b"", str(exc)
         else:
             error = ""
+        head = request.method == b"HEAD"
         if not error and lib.gw_h2_upgrade(self._h, payload, len(payload), head) != 0:
             error = "invalid HTTP2-Settings"
         if error:
-            self.closed = True
-            return [ConnectionClosed(_CODES.PROTOCOL_ERROR, error)]
+            return self._upgrade_failed(error)
         self.initiate()
-        self.streams_opened += 1
-        self._streams[1] = _Stream(head, False)
-        upgraded = Request(
-            1, request.method, request.target,
-            [(n, v) for n, v in request.headers if n not in _UPGRADE_HEADERS],
-            "2", request.authority, self._scheme, request.content_length, False,
-        )
-        return [upgraded, EndBody(1)]
+        return self._upgraded(request)
 
     # -- input -------------------------------------------------------------------------------
 
@@ -174,7 +123,7 @@ class Nghttp2Adapter:
             elif kind == lib.GW_EV_WINDOW:
                 out.append(WindowOpened(stream_id))
             elif kind == lib.GW_EV_RESET:
-                self._on_reset(stream_id, bool(flags & lib.GW_FLAG_REMOTE), out)
+                self._stream_reset(stream_id, bool(flags & lib.GW_FLAG_REMOTE), out)
                 if self.closed:
                     return out
             elif kind == lib.GW_EV_GOAWAY:
@@ -201,21 +150,10 @@ class Nghttp2Adapter:
         headers = list(zip(fields, fields, strict=True))
         if flags & lib.GW_FLAG_COOKIES:
             headers = _join_cookies(headers)
-        self.streams_opened += 1
-        authority = authority or host
-        content_length = length if length >= 0 else None
-        refused = 0
-        if method == b"CONNECT":
-            refused = 501
-        elif not valid_host(authority):  # RFC 3986 host[:port], as HTTP/1 checks Host
-            refused = 400
-        elif content_length is not None and content_length > self._max_body_bytes:
-            refused = 413
         ended = bool(flags & lib.GW_FLAG_END_STREAM)
         # receiving stays True until the end of the stream, which becomes EndBody
-        self._streams[stream_id] = _Stream(method == b"HEAD", not ended)
-        out.append(Request(stream_id, method, path, headers, "2", authority, self._scheme,
-                           content_length, not ended, refused))
+        out.append(self._open(stream_id, method, path, headers, authority or host,
+                              length if length >= 0 else None, ended, not ended))
         if ended:
             out.append(EndBody(stream_id))
 
@@ -224,32 +162,7 @@ class Nghttp2Adapter:
         if stream is None or not stream.receiving:
             self._ack(stream_id, len(data))  # nobody will read it: hand the window back
             return
-        stream.received += len(data)
-        if stream.received > self._max_body_bytes:
-            self._ack(stream_id, len(data))
-            stream.receiving = False
-            stream.stop_upload = True
-            out.append(BodyTooLarge(stream_id))
-            return
-        if data:
-            out.append(Body(stream_id, data))
-
-    def _on_reset(self, stream_id: int, remote: bool, out: list[H2Event]) -> None:
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.done:
-            return
-        stream.done = True
-        stream.receiving = False
-        out.append(StreamReset(stream_id))
-        if not remote:
-            return
-        self.streams_reset_by_peer += 1
-        now = self._clock()
-        resets = self._resets
-        resets.append(now)
-        if len(resets) == resets.maxlen and now - resets[0] <= self._reset_window:
-            self.close(_CODES.ENHANCE_YOUR_CALM)
-            out.append(ConnectionClosed(_CODES.ENHANCE_YOUR_CALM, "too many stream resets"))
+        self._take_body(stream_id, stream, data, out)
 
     # -- output ------------------------------------------------------------------------------
 
@@ -257,40 +170,15 @@ class Nghttp2Adapter:
         size = lib.gw_h2_send(self._h, self._out)
         return ffi.buffer(self._out[0], size)[:] if size else b""
 
-    def send_response(self, stream_id: int, status: int, headers: Headers) -> None:
-        stream = self._streams[stream_id]
-        if stream.started:
-            raise RuntimeError("response already started")
-        if status < 200 or status > 599:
-            raise ValueError(f"invalid final status {status}")
-        # connection-specific headers are illegal in HTTP/2 (RFC 9113 §8.2.2)
-        fields, stream.send_remaining = response_fields(
-            status, headers, self._defaults, _DROPPED_RESPONSE_HEADERS
-        )
-        stream.started = True  # only now: a refused header block still allows a 500
-        if stream.done or self.closed:
-            return  # reset or connection over meanwhile: nothing may be sent
-        bodyless = stream.head or status == 204 or status == 304
+    def _send_headers(self, stream_id: int, fields: Headers, end_stream: bool) -> bool:
         # checked by response_fields: no NUL in names or values, so NUL separates them
         blob = b"\0".join(_chain(fields)) + b"\0"
-        if lib.gw_h2_respond(self._h, stream_id, blob, len(blob), not bodyless) != 0:
-            stream.done = True  # the stream closed meanwhile
-        elif bodyless:
-            stream.done = True
+        rv: int = lib.gw_h2_respond(self._h, stream_id, blob, len(blob), not end_stream)
+        return rv == 0  # else the stream closed meanwhile
 
-    def send_interim(self, stream_id: int, status: int, headers: Headers) -> None:
-        """A 1xx HEADERS frame (103 Early Hints) ahead of the response, without END_STREAM."""
-        stream = self._streams.get(stream_id)
-        if stream is None or stream.started or stream.done or self.closed:
-            return
-        fields = interim_fields(status, headers, _DROPPED_RESPONSE_HEADERS)
+    def _send_interim(self, stream_id: int, fields: Headers) -> None:
         blob = b"\0".join(_chain(fields)) + b"\0"
         lib.gw_h2_interim(self._h, stream_id, blob, len(blob))
-
-    def body_allowed(self, stream_id: int) -> bool:
-        """False once nothing more may be sent (HEAD/204/304 already ended, reset, finished)."""
-        stream = self._streams.get(stream_id)
-        return stream is not None and not stream.done
 
     def sendable(self, stream_id: int) -> int:
         """How many body bytes may go out now on this stream (0: wait for WindowOpened)."""
@@ -318,71 +206,29 @@ class Nghttp2Adapter:
             stream.done = True
         return size
 
-    def end_stream(self, stream_id: int) -> None:
-        stream = self._streams[stream_id]
-        if stream.done or self.closed:
-            return
-        if stream.send_remaining > 0:
-            self._reset(stream_id, _CODES.INTERNAL_ERROR)
-            raise RuntimeError("response body shorter than its content-length")
-        stream.done = True
+    def _end(self, stream_id: int) -> None:
         lib.gw_h2_push(self._h, stream_id, ffi.NULL, 0, 1)
-
-    def acknowledge(self, stream_id: int, size: int) -> None:
-        """The app consumed `size` body bytes of this stream: grant the peer that window."""
-        if size:
-            self._ack(stream_id, size)
 
     def _ack(self, stream_id: int, size: int) -> None:
         if size and not self.closed:
             lib.gw_h2_consume(self._h, stream_id, size)
 
-    def reset(self, stream_id: int, error_code: int = _CODES.CANCEL) -> None:
-        """Abort one stream (app failure after the response started, timeouts)."""
-        stream = self._streams.get(stream_id)
-        if stream is not None:
-            stream.done = True
-            stream.receiving = False
-        self._reset(stream_id, error_code)
-
     def _reset(self, stream_id: int, error_code: int) -> None:
         if not self.closed:
             lib.gw_h2_reset(self._h, stream_id, error_code)
 
-    def stream_finished(self, stream_id: int) -> None:
-        """The app task of this stream is over: forget it (and stop an upload nobody reads)."""
-        stream = self._streams.pop(stream_id, None)
-        if stream is not None and (stream.receiving or stream.stop_upload) and not self.closed:
-            stream.receiving = False
-            lib.gw_h2_stop_upload(self._h, stream_id)
+    def _stop_upload(self, stream_id: int) -> None:
+        lib.gw_h2_stop_upload(self._h, stream_id)
 
     # -- connection --------------------------------------------------------------------------
 
-    @property
-    def active_streams(self) -> int:
-        return len(self._streams)
+    def _last_stream_id(self) -> int:
+        return int(lib.gw_h2_last_stream(self._h))
 
-    @property
-    def draining(self) -> bool:
-        return self._draining
-
-    def start_drain(self) -> None:
-        """Graceful shutdown: GOAWAY now, in-flight streams continue, new ones are refused."""
-        if self._draining or self.closed:
-            return
-        self._draining = True
-        self._goaway_stream_id = lib.gw_h2_last_stream(self._h)
-        if not self._streams:
-            self.close()
-            return
+    def _goaway_notice(self) -> None:
         # nghttp2's own GOAWAY would make it ignore streams that crossed it in flight: this
         # one leaves it accepting them, so that they are refused (REFUSED_STREAM) as h2 does
         lib.gw_h2_goaway_notice(self._h, self._goaway_stream_id, _CODES.NO_ERROR)
 
-    def close(self, error_code: int = _CODES.NO_ERROR) -> None:
-        """Final GOAWAY; flush data_to_send() and close the transport after this."""
-        if self.closed:
-            return
-        self.closed = True
-        last = self._goaway_stream_id if self._draining else lib.gw_h2_last_stream(self._h)
-        lib.gw_h2_terminate(self._h, last, error_code)
+    def _terminate(self, last_stream_id: int, error_code: int) -> None:
+        lib.gw_h2_terminate(self._h, last_stream_id, error_code)

@@ -668,13 +668,21 @@ static nghttp2_nv *split_fields(const uint8_t *fields, size_t len, size_t *count
     return nva;
 }
 
-int gw_h2_respond(gw_h2 *h, int32_t stream_id, const uint8_t *fields, size_t len, int body) {
+/* The fields of a HEADERS frame for a stream still open: 0 and *nva to free, or the error. */
+static int stream_fields(gw_h2 *h, int32_t stream_id, const uint8_t *fields, size_t len,
+                         nghttp2_nv **nva, size_t *count) {
     if (h->closed || !nghttp2_session_find_stream(h->session, stream_id))
         return -1;
+    *nva = split_fields(fields, len, count);
+    return *nva ? 0 : NGHTTP2_ERR_NOMEM;
+}
+
+int gw_h2_respond(gw_h2 *h, int32_t stream_id, const uint8_t *fields, size_t len, int body) {
+    nghttp2_nv *nva;
     size_t count;
-    nghttp2_nv *nva = split_fields(fields, len, &count);
-    if (!nva)
-        return NGHTTP2_ERR_NOMEM;
+    int rv = stream_fields(h, stream_id, fields, len, &nva, &count);
+    if (rv)
+        return rv;
     gw_stream *gs = nghttp2_session_get_stream_user_data(h->session, stream_id);
     if (!gs) { /* stream 1 of an h2c upgrade: no HEADERS of its own came */
         gs = calloc(1, sizeof *gs);
@@ -693,20 +701,19 @@ int gw_h2_respond(gw_h2 *h, int32_t stream_id, const uint8_t *fields, size_t len
     gs->eof = !body;
     gs->responded = 1;
     nghttp2_data_provider provider = {.source.ptr = gs, .read_callback = read_body};
-    int rv = nghttp2_submit_response(h->session, stream_id, nva, count, body ? &provider : NULL);
+    rv = nghttp2_submit_response(h->session, stream_id, nva, count, body ? &provider : NULL);
     free(nva);
     return rv;
 }
 
 int gw_h2_interim(gw_h2 *h, int32_t stream_id, const uint8_t *fields, size_t len) {
-    if (h->closed || !nghttp2_session_find_stream(h->session, stream_id))
-        return -1;
+    nghttp2_nv *nva;
     size_t count;
-    nghttp2_nv *nva = split_fields(fields, len, &count);
-    if (!nva)
-        return NGHTTP2_ERR_NOMEM;
-    int rv = nghttp2_submit_headers(h->session, NGHTTP2_FLAG_NONE, stream_id, NULL, nva, count,
-                                    NULL);
+    int rv = stream_fields(h, stream_id, fields, len, &nva, &count);
+    if (rv)
+        return rv;
+    rv = nghttp2_submit_headers(h->session, NGHTTP2_FLAG_NONE, stream_id, NULL, nva, count,
+                                NULL);
     free(nva);
     return rv < 0 ? rv : 0;
 }

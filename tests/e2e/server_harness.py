@@ -11,11 +11,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from protocol_clients import ProtocolClient, make_client
 
 REPO = Path(__file__).resolve().parents[2]
 PHP_FIXTURES = REPO / "tests" / "php"
@@ -176,6 +177,30 @@ class PerImpl:
     def stop(self) -> None:
         for server in self._servers.values():
             server.stop()
+
+
+def scripts_per_impl(tmp_path_factory: pytest.TempPathFactory, name: str,
+                     scripts: dict[str, str], certs: dict[str, str],
+                     env: dict[str, str] | None = None) -> PerImpl:
+    """`scripts` (file name: PHP) in a new document root, served over TLS by a PerImpl."""
+    root = tmp_path_factory.mktemp(f"{name}-root")
+    for file, text in scripts.items():
+        (root / file).write_text(text)
+    return PerImpl(lambda impl: start_server(
+        tmp_path_factory.mktemp(f"{name}-{impl}"), root, "--http2-impl", impl,
+        tls=(certs["cert"], certs["key"]), env=env))
+
+
+@pytest.fixture(params=PROTOCOLS)
+async def client(request: pytest.FixtureRequest, servers: PerImpl,
+                 certs: dict[str, str]) -> AsyncIterator[ProtocolClient]:
+    """A client of each of PROTOCOLS to the module's `servers` fixture (a PerImpl); a module
+    with servers of another kind defines its own `client`."""
+    c = make_client(request.param, servers[impl_of(request.param)].port, certs["ca"])
+    try:
+        yield c
+    finally:
+        await c.close()
 
 
 @pytest.fixture(scope="session", params=STACKS, ids=STACK_IDS)

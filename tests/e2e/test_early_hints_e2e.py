@@ -7,11 +7,11 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-from protocol_clients import ProtocolClient, make_client
-from server_harness import PROTOCOLS, PerImpl, Server, impl_of, start_server
+from protocol_clients import ProtocolClient
+from server_harness import PerImpl, Server, scripts_per_impl
 
 SCRIPTS = {
     "hints.php": """<?php
@@ -39,12 +39,7 @@ SCRIPTS = {
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory,
             certs: dict[str, str]) -> Iterator[PerImpl]:
-    root = tmp_path_factory.mktemp("hints-root")
-    for name, text in SCRIPTS.items():
-        (root / name).write_text(text)
-    started = PerImpl(lambda impl: start_server(
-        tmp_path_factory.mktemp(f"hints-{impl}"), root, "--http2-impl", impl,
-        tls=(certs["cert"], certs["key"])))
+    started = scripts_per_impl(tmp_path_factory, "hints", SCRIPTS, certs)
     yield started
     started.stop()
 
@@ -52,16 +47,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="module")
 def server(servers: PerImpl) -> Server:
     return servers["nghttp2"]
-
-
-@pytest.fixture(params=PROTOCOLS)
-async def client(request: pytest.FixtureRequest, servers: PerImpl,
-                 certs: dict[str, str]) -> AsyncIterator[ProtocolClient]:
-    c = make_client(request.param, servers[impl_of(request.param)].port, certs["ca"])
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def test_early_hints_precede_the_response(client: ProtocolClient) -> None:

@@ -12,11 +12,11 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 from protocol_clients import ProtocolClient, make_client
-from server_harness import PROTOCOLS, PerImpl, Server, impl_of, start_server
+from server_harness import PerImpl, Server, scripts_per_impl
 
 SCRIPTS = {
     "redirect.php": "<?php header('Location: /next'); echo 'moved';",
@@ -54,12 +54,8 @@ SCRIPTS = {
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory,
             certs: dict[str, str]) -> Iterator[PerImpl]:
-    root = tmp_path_factory.mktemp("parity-root")
-    for name, text in SCRIPTS.items():
-        (root / name).write_text(text)
-    started = PerImpl(lambda impl: start_server(
-        tmp_path_factory.mktemp(f"parity-{impl}"), root, "--http2-impl", impl,
-        tls=(certs["cert"], certs["key"]), env={"REQUEST_BUFFERING": "off"}))
+    started = scripts_per_impl(tmp_path_factory, "parity", SCRIPTS, certs,
+                              env={"REQUEST_BUFFERING": "off"})
     yield started
     started.stop()
 
@@ -67,16 +63,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory,
 @pytest.fixture(scope="module")
 def server(servers: PerImpl) -> Server:
     return servers["nghttp2"]
-
-
-@pytest.fixture(params=PROTOCOLS)
-async def client(request: pytest.FixtureRequest, servers: PerImpl,
-                 certs: dict[str, str]) -> AsyncIterator[ProtocolClient]:
-    c = make_client(request.param, servers[impl_of(request.param)].port, certs["ca"])
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def test_location_after_post_is_302(client: ProtocolClient) -> None:
