@@ -125,10 +125,11 @@ def _callgrind_total(files: list[Path]) -> int:
 
 
 def callgrind_instructions(server: Server, w: Workload, requests: int, outdir: Path,
-                           run: Path) -> float:
+                           run: Path, loop: bool = False) -> float:
     """Instructions per request of the PHP side, counted by callgrind: counters zeroed after a
     warm-up, `requests` answered, counters dumped; php-fpm's child, or the PHP threads (not
-    the event-loop thread) of php-gateway's worker process."""
+    the event-loop thread) of php-gateway's worker process; loop: its event-loop thread
+    instead (the front end's own cost, for A/B of its stages with --gateway-variant)."""
     settings = LoadSettings(0, 1, 1, 1, 1)
     url = server.endpoints.url(False, w.path)
     warm = h2load_argv(w, url, settings, 0, run / "x", h1=True, requests=20, clients=1)
@@ -155,7 +156,7 @@ def callgrind_instructions(server: Server, w: Workload, requests: int, outdir: P
             dumped = now
             time.sleep(1)
         if isinstance(server, Gateway):  # thread 1 is the event loop
-            dumped = [f for f in dumped if not f.name.endswith("-01")]
+            dumped = [f for f in dumped if f.name.endswith("-01") == loop]
         total += _callgrind_total(dumped)
     return total / requests
 
@@ -195,7 +196,8 @@ def callgrind_main(a: argparse.Namespace, variants: list[tuple[str, list[str], l
         s.start()
         try:
             for w in chosen:
-                n = callgrind_instructions(s, w, a.callgrind, outdir, run)
+                n = callgrind_instructions(s, w, a.callgrind, outdir, run,
+                                           loop=a.loop and isinstance(s, Gateway))
                 rows.append((w.key, s.label, n))
                 print(f"  {w.key:10} {s.label:45} {n:15,.0f} instructions/request", flush=True)
         finally:
@@ -250,6 +252,12 @@ def main(argv: list[str] | None = None) -> int:
                    "one PHP worker per server, servers one after another")
     p.add_argument("--symfony", action="store_true",
                    help="instead of --workloads: bench/symfony's route (Symfony 5.4, classic mode)")
+    p.add_argument("--gateway-variant", action="append", default=[], metavar="OPTIONS",
+                   help="one more php-gateway row of this checkout with these options, e.g. "
+                   "'--compression off' (repeatable)")
+    p.add_argument("--loop", action="store_true",
+                   help="with --callgrind: count php-gateway's event-loop thread, not its PHP "
+                   "threads")
     p.add_argument("--perf-dir", type=Path,
                    help="record round 1 with perf record -g into this directory")
     a = p.parse_args(argv)
@@ -283,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     # cwd = the tree too: `python -m gateway.worker` puts the cwd before PYTHONPATH
     variants = [(f"php-gateway on {php_prefix(t).name}",
                  ["env", "-C", str(t), f"PYTHONPATH={t}"], []) for t in trees]
+    variants += [(f"php-gateway {options}", ["env", "-C", str(REPO), f"PYTHONPATH={REPO}"],
+                  shlex.split(options)) for options in a.gateway_variant]
     for i, (label, prefix_argv, extra) in enumerate(variants):
         servers.append(Gateway(f"gateway{i}", label, Endpoints(free_port(), free_port()), run,
                                prefix_argv, docroot=docroot, php_workers=a.php_workers,
