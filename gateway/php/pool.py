@@ -205,20 +205,10 @@ class PhpCall:
     async def read(self) -> bytes:
         """The next body bytes (all chunks waiting, joined); b"" at the end of the body.
         Calling it again tells the bridge the previous bytes have left."""
-        if self._unacked:
-            binding.lib.pg_ack(self.handle, self._unacked)
-            self._unacked = 0
-        while not self._chunks:
-            if self._finished:
-                return b""
-            self._check_expired()
-            self._waiter = self._loop.create_future()
-            await self._waiter
-            self._waiter = None
-        data = self._chunks.popleft() if len(self._chunks) == 1 else b"".join(self._chunks)
-        self._chunks.clear()
-        self._unacked = len(data)
-        return data
+        while (out := await self.read_out()) is not None:
+            if out[0]:
+                return out[0]  # a flush() with nothing new is not the end: read on
+        return b""
 
     async def read_out(self) -> tuple[bytes, bool] | None:
         """As read(), and whether PHP called flush() after these bytes: output that
