@@ -425,12 +425,12 @@ bool pg_slot_push_output(pg_slot *s, int end) {
 
 void pg_slot_add_output(pg_slot *s, const char *data, size_t len) {
     if (s->out_pend_len + len > s->out_batch) pg_slot_push_output(s, PG_PUSH_BATCH);
-    if (len >= s->out_batch) { /* a big write goes over as it is */
-        char *copy = malloc(len);
-        if (!copy) abort();
-        memcpy(copy, data, len);
-        pg_slot_push_output(s, PG_PUSH_BATCH); /* the head first */
-        pg_push_event(s->handle, PG_EV_BODY, 0, 0, copy, len);
+    if (len >= s->out_batch) { /* a big write is a batch of its own (nothing is pending) */
+        s->out_pend = malloc(len);
+        if (!s->out_pend) abort();
+        memcpy(s->out_pend, data, len);
+        s->out_pend_len = s->out_pend_cap = len;
+        pg_slot_push_output(s, PG_PUSH_BATCH); /* with the head, if it is still held */
         return;
     }
     if (s->out_pend_len + len > s->out_pend_cap) {
