@@ -2,12 +2,15 @@
 
 `prepare()` turns (request, StaticFile route) into a `StaticResponse` — status, headers and
 either the whole body in memory (files up to 256 KiB, kept in a bounded LRU keyed by path,
-mtime and size) or an open file region to stream. `send()` writes it out: streamed files go
-in 64 KiB chunks read with os.pread in the default executor, one chunk read ahead, each
-sent through `send_data` so the socket's backpressure paces the disk. With COMPRESSION on,
-`prepare()` answers a client that accepts zstd, br or gzip with the file's compressed form
-when there is one (a precompressed sibling or a cached one: gateway/pipeline/compressed_files.py);
-other compressible answers are encoded on the fly by the compression middleware.
+mtime and size) or an open file region to stream. A body in memory is a `FileBytes` whose
+file descriptor is kept open (a bounded number of them: gateway/pipeline/file_body.py), so
+that HTTP/1.1 over plain TCP sends it with sendfile(2); everything else reads its bytes.
+`send()` writes it out: streamed files go in 64 KiB chunks read with os.pread in the default
+executor, one chunk read ahead, each sent through `send_data` so the socket's backpressure
+paces the disk. With COMPRESSION on, `prepare()` answers a client that accepts zstd, br or
+gzip with the file's compressed form when there is one (a precompressed sibling or a cached
+one: gateway/pipeline/compressed_files.py); other compressible answers are encoded on the
+fly by the compression middleware.
 `serve()` is prepare + send.
 
 HTTP behaviour (nginx-compatible): ETag `"<mtime hex>-<size hex>"`, Last-Modified, 304 on
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from gateway.pipeline.context import RequestContext
+from gateway.pipeline.file_body import FileBytes, OpenFile, OpenFiles, file_bytes
 from gateway.pipeline.routing import StaticFile
 from gateway.protocol.events import Headers, Request
 
@@ -100,7 +104,7 @@ class _Entry:
     etag: bytes
     last_modified: bytes
     content_type: bytes
-    body: bytes | None  # None: too large to keep, streamed from disk
+    body: FileBytes | None  # None: too large to keep, streamed from disk
 
 
 @dataclass(slots=True)
@@ -151,6 +155,8 @@ class StaticFiles:
         self._compressed = compressed
         self._cache: OrderedDict[tuple[str, int, int], _Entry] = OrderedDict()
         self._cached_bytes = 0
+        self._open = OpenFiles()  # descriptors of cached files, for sendfile (file_body.py)
+        self._reopening: set[str] = set()
 
     async def serve(self, ctx: RequestContext, route: StaticFile) -> None:
         await self.send(ctx, await self.prepare(ctx.request, route))
@@ -163,11 +169,17 @@ class StaticFiles:
         entry = self._cache.get(key)
         if entry is not None:
             self._cache.move_to_end(key)
+            body = entry.body
+            if body is not None and body.file is not None:
+                if body.file.fd >= 0:
+                    self._open.touch(body.file)
+                else:
+                    self._reopen(key[0], body)
         elif route.size > self._max_cached_file:
             entry = _entry(route.path, route.size, route.mtime_ns, None)  # no I/O until needed
             self._remember(key, entry)
         else:
-            loaded = await self._run(self._load, route.path)
+            loaded = await self._load_in_thread(route.path)
             if isinstance(loaded, int):
                 return _empty(loaded)
             entry = loaded
@@ -249,21 +261,70 @@ class StaticFiles:
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
+    async def _load_in_thread(self, path: Path) -> _Entry | int:
+        """A small file's entry, its descriptor kept open for sendfile (or closed right away
+        should this request be cancelled meanwhile)."""
+        future = asyncio.get_running_loop().run_in_executor(self._executor, self._load, path)
+        try:
+            loaded = await asyncio.shield(future)
+        except asyncio.CancelledError:
+            future.add_done_callback(_close_loaded)
+            raise
+        if not isinstance(loaded, int) and loaded.body is not None \
+                and loaded.body.file is not None:
+            self._open.keep(loaded.body.file)
+        return loaded
+
     def _load(self, path: Path) -> _Entry | int:
-        """Runs in a thread: a small file's bytes and metadata, or the HTTP status of failure."""
+        """Runs in a thread: a small file's bytes and metadata (its descriptor left open), or
+        the HTTP status of failure."""
         opened = open_regular(path)
         if isinstance(opened, int):
             return opened
         fd, st = opened
         try:
             if st.st_size > self._max_cached_file:  # grew since routing: stream it instead
+                os.close(fd)
                 return _entry(path, st.st_size, st.st_mtime_ns, None)
-            body = os.pread(fd, st.st_size, 0)
+            data = os.pread(fd, st.st_size, 0)
         except OSError as exc:
-            return _status_for(exc)
-        finally:
             os.close(fd)
-        return _entry(path, len(body), st.st_mtime_ns, body)
+            return _status_for(exc)
+        file = None
+        if len(data) == st.st_size:
+            file = OpenFile(fd, str(path), st.st_size, st.st_mtime_ns)
+        else:
+            os.close(fd)  # changing as we read: serve these bytes, never the descriptor
+        return _entry(path, len(data), st.st_mtime_ns, file_bytes(data, file))
+
+    def _reopen(self, path: str, body: FileBytes) -> None:
+        """The descriptor of a cached file was closed (too many open): open it again in the
+        background; this response goes from memory."""
+        if path in self._reopening:
+            return
+        self._reopening.add(path)
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self._executor, open_regular, Path(path))
+        old = body.file
+        assert old is not None
+
+        def opened(f: asyncio.Future[tuple[int, os.stat_result] | int]) -> None:
+            self._reopening.discard(path)
+            if f.cancelled() or f.exception() is not None:
+                return
+            result = f.result()
+            if isinstance(result, int):
+                return
+            fd, st = result
+            if (st.st_size, st.st_mtime_ns) != (old.size, old.mtime_ns) or body.file is not old:
+                os.close(fd)  # another version by now: it gets its own entry
+                if body.file is old:
+                    body.file = None  # this version is gone: from memory from now on
+                return
+            body.file = OpenFile(fd, path, old.size, old.mtime_ns)
+            self._open.keep(body.file)
+
+        future.add_done_callback(opened)
 
     def _remember(self, key: tuple[str, int, int], entry: _Entry) -> None:
         self._cache[key] = entry
@@ -273,6 +334,8 @@ class StaticFiles:
         ):
             _, old = self._cache.popitem(last=False)
             self._cached_bytes -= len(old.body or b"")
+            if old.body is not None and old.body.file is not None:
+                self._open.drop(old.body.file)
 
     def _respond(self, entry: _Entry, request_headers: Headers, head: bool) -> StaticResponse:
         if_none_match = if_modified_since = range_header = if_range = None
@@ -321,7 +384,7 @@ class StaticFiles:
         return response
 
 
-def _entry(path: Path, size: int, mtime_ns: int, body: bytes | None) -> _Entry:
+def _entry(path: Path, size: int, mtime_ns: int, body: FileBytes | None) -> _Entry:
     mtime = mtime_ns // 1_000_000_000
     return _Entry(
         size=size,
@@ -331,6 +394,14 @@ def _entry(path: Path, size: int, mtime_ns: int, body: bytes | None) -> _Entry:
         content_type=content_type_for(path),
         body=body,
     )
+
+
+def _close_loaded(future: asyncio.Future[_Entry | int]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    loaded = future.result()
+    if not isinstance(loaded, int) and loaded.body is not None and loaded.body.file is not None:
+        loaded.body.file.close()
 
 
 def open_regular(path: Path) -> tuple[int, os.stat_result] | int:
