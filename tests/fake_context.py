@@ -29,6 +29,8 @@ class FakeContext:
         self.data: list[bytes] = []
         self.ended = False
         self.interims: list[tuple[int, Headers]] = []
+        self.bytes_received = 0  # as a request stream counts them
+        self.bytes_sent = 0
 
     @property
     def body(self) -> bytes:
@@ -39,13 +41,16 @@ class FakeContext:
 
     async def receive(self) -> bytes | None:
         await asyncio.sleep(0)
-        return self._body.popleft() if self._body else None
+        chunk = self._body.popleft() if self._body else None
+        self.bytes_received += len(chunk or b"")
+        return chunk
 
     def take_complete_body(self) -> bytes | None:
         if not self._complete:
             return None
         data = b"".join(self._body)
         self._body.clear()
+        self.bytes_received += len(data)
         return data
 
     async def send_interim(self, status: int, headers: Headers) -> None:
@@ -59,6 +64,7 @@ class FakeContext:
     async def send_data(self, data: bytes, flush: bool = True) -> None:
         assert self.status and not self.ended
         self.data.append(data)
+        self.bytes_sent += len(data)
 
     async def end(self) -> None:
         assert self.status and not self.ended

@@ -6,7 +6,7 @@ HTTP_* variables."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from gateway.php.pool import PhpRequest
 from gateway.protocol.events import Headers
@@ -21,9 +21,9 @@ _PROTOCOLS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Script:
-    """Which script runs and how the URL maps onto it (the router's decision)."""
+class Script(NamedTuple):
+    """Which script runs and how the URL maps onto it (the router's decision); a tuple,
+    made for every PHP request."""
 
     filename: str  # absolute path: SCRIPT_FILENAME
     name: str  # URL path of the script: SCRIPT_NAME

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 
@@ -43,6 +43,14 @@ _POLL_BATCH = 256
 _LOGGED_ENDS = binding.lib.PG_DONE_FATAL | binding.lib.PG_DONE_TIMED_OUT
 _FATAL, _FATAL_OR_TIMEOUT = binding.lib.PG_DONE_FATAL, _LOGGED_ENDS
 _LAST = binding.lib.PG_OUT_LAST  # this head or body completes the response
+# read once: a cffi lib attribute costs a lookup on every event otherwise
+_EV_BODY, _EV_HEADERS = binding.lib.PG_EV_BODY, binding.lib.PG_EV_HEADERS
+_EV_DONE = binding.lib.PG_EV_DONE
+_EV_FLUSH, _EV_FINISH = binding.lib.PG_EV_FLUSH, binding.lib.PG_EV_FINISH
+_EV_BODY_SPACE, _EV_LOG = binding.lib.PG_EV_BODY_SPACE, binding.lib.PG_EV_LOG
+_EV_INTERIM, _EV_HEARTBEAT = binding.lib.PG_EV_INTERIM, binding.lib.PG_EV_HEARTBEAT
+_DONE_CANCELLED, _DONE_TIMED_OUT = binding.lib.PG_DONE_CANCELLED, binding.lib.PG_DONE_TIMED_OUT
+_DONE_BAILOUT, _DONE_UNAVAILABLE = binding.lib.PG_DONE_BAILOUT, binding.lib.PG_DONE_UNAVAILABLE
 # Request deadlines are checked this often: one timer for the pool, none per request.
 SWEEP_INTERVAL = 0.25
 
@@ -97,8 +105,7 @@ class PhpRequest:
     worker: bool = False  # for the worker script (gateway_handle_request), not script_filename
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):  # a tuple: made for every request, cheaper than a frozen dataclass
     exit_status: int
     fatal: bool
     cancelled: bool
@@ -321,20 +328,13 @@ class PhpCall:
     def _on_done(self, code: int, flags: int, started: float, ended: float) -> None:
         self.started, self.ended = started, ended
         record = self.record
-        lib = binding.lib
         if record is not None:
             record.php_started, record.php_ended = started, ended
             if record.php_span is not None:
-                end_php_span(record, bool(flags & lib.PG_DONE_FATAL),
-                             bool(flags & lib.PG_DONE_TIMED_OUT))
-        self.outcome = Outcome(
-            exit_status=code,
-            fatal=bool(flags & lib.PG_DONE_FATAL),
-            cancelled=bool(flags & lib.PG_DONE_CANCELLED),
-            timed_out=bool(flags & lib.PG_DONE_TIMED_OUT),
-            bailout=bool(flags & lib.PG_DONE_BAILOUT),
-            unavailable=bool(flags & lib.PG_DONE_UNAVAILABLE),
-        )
+                end_php_span(record, bool(flags & _FATAL), bool(flags & _DONE_TIMED_OUT))
+        self.outcome = Outcome(code, bool(flags & _FATAL), bool(flags & _DONE_CANCELLED),
+                               bool(flags & _DONE_TIMED_OUT), bool(flags & _DONE_BAILOUT),
+                               bool(flags & _DONE_UNAVAILABLE))
         self._finished = True
         self._wake(self._head, False)
         self._wake(self._waiter)
@@ -530,6 +530,7 @@ class PhpPool:
         lib, ffi = binding.lib, binding.ffi
         events = self._events
         calls = self._calls
+        unpack = ffi.unpack
         while True:
             n = lib.pg_poll(events, _POLL_BATCH)
             for i in range(n):
@@ -537,50 +538,53 @@ class PhpPool:
                 kind = ev.type
                 handle = ev.handle
                 call = calls.get(handle)
-                if kind == lib.PG_EV_BODY:
+                # the usual order of a request's events: its head (often with the whole
+                # body: _LAST), body, done
+                if kind == _EV_HEADERS:
                     if call is not None:
-                        call._on_body(ffi.unpack(ev.data, ev.len))
+                        call._on_headers(ev.code, unpack(ev.data, ev.len), ev.started)
                         if ev.flags & _LAST:
                             call._on_finish()
-                elif kind == lib.PG_EV_HEADERS:
+                elif kind == _EV_BODY:
                     if call is not None:
-                        call._on_headers(ev.code, ffi.unpack(ev.data, ev.len), ev.started)
+                        call._on_body(unpack(ev.data, ev.len))
                         if ev.flags & _LAST:
                             call._on_finish()
-                elif kind == lib.PG_EV_HEARTBEAT:
+                elif kind == _EV_DONE:
+                    calls.pop(handle, None)
+                    code, flags, started, ended = ev.code, ev.flags, ev.started, ev.ended
+                    if code and not flags & _LOGGED_ENDS:
+                        # exit(N): php-fpm keeps the HTTP status too, but says so
+                        log.warning("script exited with a non-zero status", exit_status=code,
+                                    **_request_fields(call))
+                    if flags & _FATAL_OR_TIMEOUT == _FATAL:
+                        self.fatals += 1
+                    if started:
+                        if call is not None:
+                            self.wait_seconds.observe(max(0.0, started - call.submitted))
+                        self.run_seconds.observe(ended - started)
                     if call is not None:
-                        call._on_heartbeat(ev.code / 1000)
-                elif kind == lib.PG_EV_INTERIM:
-                    if call is not None:
-                        call._on_interim(ev.code, ffi.unpack(ev.data, ev.len))
-                elif kind == lib.PG_EV_FLUSH:
+                        call._on_done(code, flags, started, ended)
+                elif kind == _EV_FLUSH:
                     if call is not None:
                         call._on_flush()
-                elif kind == lib.PG_EV_FINISH:
+                elif kind == _EV_FINISH:
                     if call is not None:
                         call._on_finish()
-                elif kind == lib.PG_EV_BODY_SPACE:
+                elif kind == _EV_BODY_SPACE:
                     if call is not None:
                         call._wake(call._space)
-                elif kind == lib.PG_EV_LOG:
-                    message = ffi.unpack(ev.data, ev.len).decode("utf-8", "replace")
+                elif kind == _EV_HEARTBEAT:
+                    if call is not None:
+                        call._on_heartbeat(ev.code / 1000)
+                elif kind == _EV_INTERIM:
+                    if call is not None:
+                        call._on_interim(ev.code, unpack(ev.data, ev.len))
+                elif kind == _EV_LOG:
+                    message = unpack(ev.data, ev.len).decode("utf-8", "replace")
                     if call is not None and call.expired and message.startswith(_PHP_TIMEOUT):
                         continue  # the PHP stage logged the timeout, with the one that applied
                     _log_php(message, ev.code, call, self.php_errors)
-                elif kind == lib.PG_EV_DONE:
-                    calls.pop(handle, None)
-                    if ev.code and not ev.flags & _LOGGED_ENDS:
-                        # exit(N): php-fpm keeps the HTTP status too, but says so
-                        log.warning("script exited with a non-zero status", exit_status=ev.code,
-                                    **_request_fields(call))
-                    if ev.flags & _FATAL_OR_TIMEOUT == _FATAL:
-                        self.fatals += 1
-                    if ev.started:
-                        if call is not None:
-                            self.wait_seconds.observe(max(0.0, ev.started - call.submitted))
-                        self.run_seconds.observe(ev.ended - ev.started)
-                    if call is not None:
-                        call._on_done(ev.code, ev.flags, ev.started, ev.ended)
             if n:
                 lib.pg_free_events(events, n)
             if n < _POLL_BATCH:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from gateway.config import Config
 from gateway.pipeline.compressors import StreamEncoder, compress_whole, stream_encoder
@@ -79,10 +79,12 @@ class _Compressing(ContextProxy):
             return
         await self.inner.send_response(status, encoded_headers(headers, coding, None))
 
-    async def send_data(self, data: bytes, flush: bool = True) -> None:
-        if self.mode == _PASS:
-            await self.inner.send_data(data, flush)
-            return
+    def send_data(self, data: bytes, flush: bool = True) -> Awaitable[None]:
+        if self.mode == _PASS:  # no coroutine of ours for a body passed on
+            return self.inner.send_data(data, flush)
+        return self._encode_data(data, flush)
+
+    async def _encode_data(self, data: bytes, flush: bool) -> None:
         if not data:
             if flush and self.unflushed:  # a flush() with nothing new: out with the rest
                 assert self.encoder is not None
@@ -117,7 +119,12 @@ class _Compressing(ContextProxy):
         if out:
             await self.inner.send_data(out, flush)
 
-    async def end(self) -> None:
+    def end(self) -> Awaitable[None]:
+        if self.mode == _PASS and self.held is None:
+            return self.inner.end()
+        return self._end()
+
+    async def _end(self) -> None:
         if self.held is not None:
             # nothing came: the identity head, as the empty answer it is
             status, headers = self.held

@@ -22,6 +22,17 @@ class RequestContext(Protocol):
     server: tuple[str, int]  # local address and port the request arrived on
     tls: bool  # the request came over TLS (or a trusted proxy says its client used https)
     @property
+    def bytes_received(self) -> int:
+        """Request body bytes the app has taken (metrics' request size)."""
+        ...
+
+    @property
+    def bytes_sent(self) -> int:
+        """Response body bytes the connection took: what left, after every stage's
+        transformation (the access log's and metrics' count)."""
+        ...
+
+    @property
     def disconnected(self) -> asyncio.Event:
         """Set when the peer is gone (reset stream, closed socket): stop work, send nothing."""
         ...
@@ -85,6 +96,14 @@ class ContextProxy:
     @property
     def disconnected(self) -> asyncio.Event:
         return self.inner.disconnected  # asked for rarely: the stream makes it on demand
+
+    @property
+    def bytes_received(self) -> int:
+        return self.inner.bytes_received
+
+    @property
+    def bytes_sent(self) -> int:
+        return self.inner.bytes_sent
 
     def receive(self) -> Awaitable[bytes | None]:
         return self.inner.receive()

@@ -170,19 +170,28 @@ class _PageContext(ContextProxy):
         self.mode = _PASS
         self.held: tuple[int, Headers] | None = None
 
-    async def send_response(self, status: int, headers: Headers) -> None:
+    def send_response(self, status: int, headers: Headers) -> Awaitable[None]:
         if 400 <= status <= 599:
-            length = _content_length(headers)
-            if self.error_status is not None or length == 0 or _server_made(headers):
-                await self._send_page(status, headers)
-                return
-            if length is None:  # a streamed answer: empty or not, the first chunk tells
-                self.held = (status, headers)
-                self.mode = _HELD
-                return
+            return self._error_response(status, headers)
+        return self.inner.send_response(status, headers)  # no coroutine of ours: passed on
+
+    async def _error_response(self, status: int, headers: Headers) -> None:
+        length = _content_length(headers)
+        if self.error_status is not None or length == 0 or _server_made(headers):
+            await self._send_page(status, headers)
+            return
+        if length is None:  # a streamed answer: empty or not, the first chunk tells
+            self.held = (status, headers)
+            self.mode = _HELD
+            return
         await self.inner.send_response(status, headers)
 
-    async def send_data(self, data: bytes, flush: bool = True) -> None:
+    def send_data(self, data: bytes, flush: bool = True) -> Awaitable[None]:
+        if self.mode == _PASS:
+            return self.inner.send_data(data, flush)
+        return self._send_data(data, flush)
+
+    async def _send_data(self, data: bytes, flush: bool) -> None:
         if self.mode == _REPLACED:
             return
         if self.mode == _HELD:

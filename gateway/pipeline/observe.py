@@ -23,42 +23,23 @@ from gateway.protocol.events import Headers
 
 
 class _Observed(ContextProxy):
-    __slots__ = ("bytes_in", "bytes_sent", "fields", "record", "status", "timing")
+    """Sees the status and adds the ids to the head; the body bytes that arrived and left
+    are the request stream's counts (bytes_received, bytes_sent), read when it is over."""
+
+    __slots__ = ("record", "status", "timing")
 
     def __init__(self, inner: RequestContext, record: RequestRecord, timing: bool) -> None:
         ContextProxy.__init__(self, inner)
         self.record = record
-        self.fields = response_fields(record)
         self.timing = timing
         self.status = 0
-        self.bytes_in = 0
-        self.bytes_sent = 0
-
-    def receive(self) -> Awaitable[bytes | None]:
-        return self._receive()
-
-    async def _receive(self) -> bytes | None:
-        chunk = await self.inner.receive()
-        if chunk:
-            self.bytes_in += len(chunk)
-        return chunk
-
-    def take_complete_body(self) -> bytes | None:
-        body = self.inner.take_complete_body()
-        if body:
-            self.bytes_in += len(body)
-        return body
 
     def send_response(self, status: int, headers: Headers) -> Awaitable[None]:
         self.status = status
-        fields = self.fields
+        fields = response_fields(self.record)
         if self.timing:
-            fields = [*fields, (b"server-timing", server_timing(self.record))]
+            fields.append((b"server-timing", server_timing(self.record)))
         return self.inner.send_response(status, [*headers, *fields])
-
-    async def send_data(self, data: bytes, flush: bool = True) -> None:
-        await self.inner.send_data(data, flush)
-        self.bytes_sent += len(data)  # what left: a send that failed is not counted
 
 
 def server_timing(record: RequestRecord) -> bytes:
@@ -86,19 +67,20 @@ def observe(tracing: Tracing, metrics: RequestMetrics | None, access_log: bool,
             seconds = ended - record.started
             request = proxy.request
             kind = record.kind or ("error" if status >= 400 else "static")
+            bytes_sent = proxy.bytes_sent
             if metrics is not None:
                 if kind == "internal":  # probes and scrapes: timed, not counted as traffic
                     metrics.observe(request.http_version, kind, seconds)
                 else:
                     metrics.request(request.method, status, request.http_version, kind,
-                                    seconds, proxy.bytes_in, proxy.bytes_sent)
+                                    seconds, proxy.bytes_received, bytes_sent)
                     if status >= 500:
                         metrics.server_error(request.method, record.uri, status,
                                              record.request_id)
             if access_log:
-                write_access_line(proxy, record, status, proxy.bytes_sent, seconds)
+                write_access_line(proxy, record, status, bytes_sent, seconds)
             if record.span is not None:
-                tracing.end(record, status, proxy.bytes_sent, ended)
+                tracing.end(record, status, bytes_sent, ended)
 
         async def observed(ctx: RequestContext) -> None:
             record = current_record.get()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import structlog
@@ -71,20 +72,22 @@ class PhpStage:
     async def __call__(self, ctx: RequestContext, script: Script, document_root: str) -> None:
         """Runs the script for this request."""
         req = ctx.request
-        whole: bytes | None = None
+        if not req.has_body:  # most requests: nothing to receive or to clean up
+            await self._run(ctx, script, document_root, None, None, req.content_length)
+            return
         spool: Spool | None = None
-        content_length = req.content_length
-        if req.has_body:
-            whole = ctx.take_complete_body()
-            if whole is not None:
-                content_length = len(whole)  # a chunked body, once whole, has a length too
-            elif self.options.request_buffering:
-                spool = await self._receive_body(ctx)
-                content_length = spool.size  # what nginx passes on after buffering
-                if not spool.on_disk:
-                    whole = spool.take_all()
-                    spool.close()
-                    spool = None
+        whole = ctx.take_complete_body()
+        if whole is not None:
+            content_length: int | None = len(whole)  # a chunked body, once whole, has one too
+        elif self.options.request_buffering:
+            spool = await self._receive_body(ctx)
+            content_length = spool.size  # what nginx passes on after buffering
+            if not spool.on_disk:
+                whole = spool.take_all()
+                spool.close()
+                spool = None
+        else:
+            content_length = req.content_length
         try:
             await self._run(ctx, script, document_root, whole, spool, content_length)
         finally:
@@ -230,14 +233,19 @@ class PhpStage:
         self._discarding.add(task)
         task.add_done_callback(self._discarding.discard)
 
-    async def _end(self, ctx: RequestContext, length: DeclaredLength | None) -> None:
+    def _end(self, ctx: RequestContext, length: DeclaredLength | None) -> Awaitable[None]:
         """End the response, unless PHP wrote less than its own Content-Length: then it is
         left unended, which aborts it (as nginx closes), not passed off as whole."""
-        if length is not None and length.dropped:
+        if length is None or not (length.dropped or length.missing):
+            return ctx.end()  # the usual case: no coroutine of ours
+        return self._end_short(ctx, length)
+
+    async def _end_short(self, ctx: RequestContext, length: DeclaredLength) -> None:
+        if length.dropped:
             log.warning("PHP wrote more than its Content-Length: the rest was not sent",
                         uri=ctx.request.target.decode("latin-1"), content_length=length.declared,
                         dropped=length.dropped)
-        if length is not None and length.missing:
+        if length.missing:
             log.error("PHP wrote less than its Content-Length: the response was cut",
                       uri=ctx.request.target.decode("latin-1"), content_length=length.declared,
                       missing=length.missing)

@@ -82,6 +82,8 @@ class RequestStream:
         "_running",
         "_send_waiter",
         "_task",
+        "bytes_received",
+        "bytes_sent",
         "client",
         "error_status",
         "request",
@@ -122,6 +124,8 @@ class RequestStream:
         self._fail_status: int | None = None
         self._running = False
         self._task: asyncio.Task[None] | None = None
+        self.bytes_received = 0  # request body bytes the app took
+        self.bytes_sent = 0  # response body bytes the connection took (what left)
 
     # -- lifetime, driven by the connection ------------------------------------------------
 
@@ -280,6 +284,7 @@ class RequestStream:
                     chunk = self._join(chunk, chunks)
                 size = len(chunk)
                 self._buffered -= size
+                self.bytes_received += size
                 self._owner.body_consumed(self, size)
                 return chunk
             if self._body_done:
@@ -308,6 +313,7 @@ class RequestStream:
         data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self._buffered = 0
+        self.bytes_received += len(data)
         self._owner.body_consumed(self, len(data))
         return data
 
@@ -346,6 +352,7 @@ class RequestStream:
         rest: bytes | memoryview = data
         while True:
             taken = owner.write_body(self, rest)
+            self.bytes_sent += taken
             # what is left of a large body goes on as a view: slices of it copy nothing
             rest = memoryview(rest)[taken:] if taken < len(rest) else b""
             if owner.must_wait(self, bool(rest)):

@@ -27,6 +27,8 @@ class RecordingContext:
         self.headers: Headers = []
         self.body = b""
         self.ended = False
+        self.bytes_received = 0  # as a request stream counts them
+        self.bytes_sent = 0
 
     async def receive(self) -> bytes | None:
         return None
@@ -42,6 +44,7 @@ class RecordingContext:
     async def send_data(self, data: bytes, flush: bool = True) -> None:
         assert self.status and not self.ended
         self.body += data
+        self.bytes_sent += len(data)
 
     async def end(self) -> None:
         assert self.status and not self.ended
