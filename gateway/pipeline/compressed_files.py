@@ -95,6 +95,11 @@ class CompressedFiles:
             self._make(key, accepted[0], body)
         return None
 
+    def concerns(self, content_type: bytes, size: int) -> bool:
+        """Whether `encode` can change a 200 or 304 of such a file (its type compressible, its
+        size at least COMPRESSION_MIN_SIZE); the static stage skips it for the others."""
+        return size >= self.policy.min_size and self.policy.compressible_type(content_type)
+
     def cached(self, route: StaticFile, coding: str) -> bytes | None:
         """The cached form of this file version in `coding`, if there is one."""
         entry = self._cache.get(_key(route, coding))

@@ -6,9 +6,12 @@ The static stage (gateway/pipeline/static.py) holds small files in memory; their
 (HTTP/1.1 over plain TCP: gateway/server/h1_connection.py) sends such a body with
 sendfile(2) from that descriptor, the kernel taking pages it already holds instead of a copy
 of our bytes; a stage that transforms the body (compression, a range's slice) makes plain
-bytes, which go the ordinary way. The descriptor is used only if a fstat still finds the
-version the response describes (size and mtime): a file rewritten in place is sent from the
-bytes in memory, which match the response's headers.
+bytes, which go the ordinary way. The descriptor is used while a fstat, at most once a
+second as the router's own stat (CHECK_EVERY), finds the version the response describes
+(size and mtime); once it finds another (a file rewritten in place), the body goes from the
+bytes in memory, which match the response's headers. Within that second the kernel may send
+the rewritten bytes, as nginx does within its open_file_cache_valid. A file replaced by a
+rename (a deploy) is no concern: the descriptor still reads the version it was opened on.
 
 `OpenFiles` bounds the descriptors kept open, one per path (a newer version of a path closes
 the older one) and at most `limit` in all, least recently used closed first, like nginx's
@@ -21,28 +24,36 @@ import os
 from collections import OrderedDict
 
 MAX_OPEN_FILES = 128
+CHECK_EVERY = 1.0  # seconds between two fstats of a descriptor, as the router's stat cache
 
 
 class OpenFile:
     """A read-only descriptor of one version (size, mtime) of a file."""
 
-    __slots__ = ("fd", "mtime_ns", "path", "size")
+    __slots__ = ("checked_until", "fd", "mtime_ns", "path", "size")
 
     def __init__(self, fd: int, path: str, size: int, mtime_ns: int) -> None:
         self.fd = fd
         self.path = path
         self.size = size
         self.mtime_ns = mtime_ns
+        self.checked_until = 0.0
 
-    def current(self) -> bool:
-        """True while the descriptor is open and its file is still this version."""
+    def current(self, now: float) -> bool:
+        """True while the descriptor is open and its file is still this version, as a fstat
+        found at most CHECK_EVERY seconds before `now` (a monotonic clock: loop.time())."""
         if self.fd < 0:
             return False
+        if now < self.checked_until:
+            return True
         try:
             st = os.fstat(self.fd)
         except OSError:
             return False
-        return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns
+        if st.st_size != self.size or st.st_mtime_ns != self.mtime_ns:
+            return False
+        self.checked_until = now + CHECK_EVERY
+        return True
 
     def close(self) -> None:
         fd, self.fd = self.fd, -1
@@ -86,9 +97,11 @@ class OpenFiles:
             evicted.close()
 
     def touch(self, file: OpenFile) -> None:
-        """`file` was just used: it is the last to be closed."""
-        if self._files.get(file.path) is file:
-            self._files.move_to_end(file.path)
+        """`file` was just used: it is the last to be closed (kept in order only once the
+        limit is reached; below it nothing is closed for lack of room)."""
+        files = self._files
+        if len(files) >= self._limit and files.get(file.path) is file:
+            files.move_to_end(file.path)
 
     def drop(self, file: OpenFile) -> None:
         """Close `file` (its version left the memory cache)."""

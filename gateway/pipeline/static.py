@@ -97,7 +97,7 @@ class StaticFileChanged(Exception):
     the connection layer must abort the stream (reset / close) rather than end it."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Entry:
     size: int
     mtime: int  # whole seconds, the resolution of Last-Modified
@@ -105,6 +105,8 @@ class _Entry:
     last_modified: bytes
     content_type: bytes
     body: FileBytes | None  # None: too large to keep, streamed from disk
+    ok_headers: tuple[tuple[bytes, bytes], ...] | None = None  # of a plain 200, made once
+    encodable: bool | None = None  # whether the compressed forms concern it, asked once
 
 
 @dataclass(slots=True)
@@ -185,11 +187,15 @@ class StaticFiles:
             entry = loaded
             self._remember(key, entry)
         response = self._respond(entry, request.headers, head)
-        if self._compressed is not None:
-            encoded = await self._compressed.encode(request, route, entry.content_type,
-                                                    entry.body, response)
-            if encoded is not None:
-                return encoded
+        compressed = self._compressed
+        if compressed is not None and response.status in (200, 304):
+            if entry.encodable is None:
+                entry.encodable = compressed.concerns(entry.content_type, entry.size)
+            if entry.encodable:
+                encoded = await compressed.encode(request, route, entry.content_type,
+                                                  entry.body, response)
+                if encoded is not None:
+                    return encoded
         if entry.body is not None or not response.send_body or response.status >= 300:
             return response
         opened = await self._run(open_regular, route.path)
@@ -208,7 +214,14 @@ class StaticFiles:
         return response
 
     async def send(self, ctx: RequestContext, response: StaticResponse) -> None:
-        region, response.region = response.region, None
+        region = response.region
+        if region is None:  # the body in memory, or none
+            await ctx.send_response(response.status, response.headers)
+            if response.send_body and response.body:
+                await ctx.send_data(response.body)
+            await ctx.end()  # a no-op once the client is gone
+            return
+        response.region = None
         try:
             await ctx.send_response(response.status, response.headers)
             if response.send_body:
@@ -338,17 +351,29 @@ class StaticFiles:
                 self._open.drop(old.body.file)
 
     def _respond(self, entry: _Entry, request_headers: Headers, head: bool) -> StaticResponse:
-        if_none_match = if_modified_since = range_header = if_range = None
+        asked: dict[bytes, bytes] | None = None
         for name, value in request_headers:
-            if name == b"if-none-match":
-                if_none_match = value
-            elif name == b"if-modified-since":
-                if_modified_since = value
-            elif name == b"range":
-                range_header = value
-            elif name == b"if-range":
-                if_range = value
+            if name in _ASKS:
+                if asked is None:
+                    asked = {}
+                asked[name] = value  # the last one wins
+        if asked is None:  # the common request: the whole file, its head made once
+            headers = entry.ok_headers
+            if headers is None:
+                whole = self._respond_to(entry, False, None, None, None, None)
+                headers = entry.ok_headers = tuple(whole.headers)
+            return StaticResponse(200, [*headers], entry.content_type, entry.body or b"",
+                                  send_body=not head, etag=entry.etag)
+        if_none_match = asked.get(b"if-none-match")
+        if_modified_since = asked.get(b"if-modified-since")
+        range_header = asked.get(b"range")
+        if_range = asked.get(b"if-range")
+        return self._respond_to(entry, head, if_none_match, if_modified_since, range_header,
+                                if_range)
 
+    def _respond_to(self, entry: _Entry, head: bool, if_none_match: bytes | None,
+                    if_modified_since: bytes | None, range_header: bytes | None,
+                    if_range: bytes | None) -> StaticResponse:
         validators = [(b"etag", entry.etag), (b"last-modified", entry.last_modified)]
         if self._cache_control is not None:
             validators.append((b"cache-control", self._cache_control))
@@ -394,6 +419,10 @@ def _entry(path: Path, size: int, mtime_ns: int, body: FileBytes | None) -> _Ent
         content_type=content_type_for(path),
         body=body,
     )
+
+
+# the request fields that change a static answer: conditionals and ranges
+_ASKS = frozenset({b"if-none-match", b"if-modified-since", b"range", b"if-range"})
 
 
 def _close_loaded(future: asyncio.Future[_Entry | int]) -> None:

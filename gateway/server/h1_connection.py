@@ -5,8 +5,10 @@ sees it; gateway/server/dispatch.py hands the connection over to HTTP/2 when ask
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import os
+import socket
 from typing import Final, cast
 
 from gateway.pipeline.file_body import FileBytes
@@ -49,7 +51,8 @@ class H1Connection(asyncio.Protocol):
         self.client: tuple[str, int] = ("", 0)
         self.server: tuple[str, int] = ("", 0)
         self.transport: asyncio.Transport | None = None
-        self._socket_fd = -1  # for sendfile: plain TCP only
+        self._socket_fd = -1  # the transport's socket, for sendfile: plain TCP only
+        self._socket_family = socket.AF_INET
         self._stream: RequestStream | None = None  # the request whose response is not done
         self._body_blocked = False
         self._write_paused = False
@@ -75,7 +78,8 @@ class H1Connection(asyncio.Protocol):
             self.server = (str(local[0]), int(local[1]))
         if not self.tls:
             sock = transport.get_extra_info("socket")
-            if sock is not None:
+            if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+                self._socket_family = sock.family
                 self._socket_fd = sock.fileno()
         if not self.state.opened(self):
             transport.close()  # MAX_CONNECTIONS
@@ -283,31 +287,46 @@ class H1Connection(asyncio.Protocol):
 
     def _send_file(self, body: FileBytes) -> None:
         """A static file's bytes by sendfile(2) from its open descriptor, once everything
-        written before has left: the head through the transport, then the file straight onto
-        the socket; what the kernel does not take now goes through the transport from the
-        bytes in memory, so order, backpressure (pause_writing) and the send timeout stay the
-        transport's. A file no longer the version the head describes is sent from memory."""
+        written before has left: the head with MSG_MORE, so that it leaves with the file's
+        first bytes (one transmission, as the single write of head and body was), then the
+        file straight onto the socket; what the kernel does not take now goes through the
+        transport from the bytes in memory, so order, backpressure (pause_writing) and the
+        send timeout stay the transport's. A file no longer the version the head describes
+        is sent from memory."""
         transport = self.transport
         file = body.file
-        if transport is None or self._closing or file is None or not file.current():
+        if transport is None or self._closing or file is None or transport.is_closing() \
+                or transport.get_write_buffer_size() or not file.current(self.loop.time()):
             self._write_now(body)
             return
-        pending = self._pending
-        if pending:
-            transport.write(pending[0] if len(pending) == 1 else _EMPTY.join(pending))
-            pending.clear()
         size = len(body)
         sent = 0
-        if not transport.get_write_buffer_size():
-            socket_fd, file_fd, offset = self._socket_fd, file.fd, body.offset
-            try:
-                while sent < size:
-                    n = os.sendfile(socket_fd, file_fd, offset + sent, size - sent)
-                    if not n:
-                        break  # the file shrank meanwhile: the rest from memory
-                    sent += n
-            except OSError:
-                pass  # full (EAGAIN): the transport waits; gone: its write fails and closes
+        fd = self._socket_fd
+        pending = self._pending
+        try:
+            if pending:
+                head = pending[0] if len(pending) == 1 else _EMPTY.join(pending)
+                pending.clear()
+                # a socket object for the flag (the C type: no Python __init__); detached
+                # after, as the transport owns the descriptor
+                sock = _socket.socket(self._socket_family, socket.SOCK_STREAM, 0, fd)
+                try:
+                    taken = sock.send(head, socket.MSG_MORE)
+                except BlockingIOError:
+                    taken = 0
+                finally:
+                    sock.detach()
+                if taken < len(head):
+                    transport.write(memoryview(head)[taken:])  # queued: so goes the body
+                    transport.write(body)
+                    return
+            while sent < size:
+                n = os.sendfile(fd, file.fd, body.offset + sent, size - sent)
+                if not n:
+                    break  # the file shrank meanwhile: the rest from memory
+                sent += n
+        except OSError:
+            pass  # full (EAGAIN): the transport waits; gone: its write fails and closes
         if sent < size:
             transport.write(memoryview(body)[sent:] if sent else body)
 

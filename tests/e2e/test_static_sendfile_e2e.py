@@ -8,6 +8,7 @@ unchanged. An in-process server shows sendfile is what carries the body, and whe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import os
 import socket
@@ -332,5 +333,25 @@ def test_tls_does_not_use_sendfile(root: Path, certs: dict[str, str],
         client_context = ssl.create_default_context(cafile=certs["ca"])
         r = httpx.get(f"https://127.0.0.1:{port}/mid.bin", verify=client_context)
         assert r.content == MID and not sendfile_calls
+    finally:
+        server.stop()
+
+
+def test_a_client_that_stops_reading_meets_the_send_timeout(
+        root: Path, sendfile_calls: list[tuple[int, int]]) -> None:
+    """What sendfile left over waits in the transport's buffer: the stream waits for it to
+    drain (backpressure) and SEND_TIMEOUT closes a connection whose client reads nothing."""
+    server = ServerThread(StaticApp(root), ServerSettings(send_timeout=1.0)).start()  # type: ignore[arg-type]
+    try:
+        with small_buffer_connection(server.port, 4096) as sock:
+            sock.sendall(get("/big.bin"))
+            time.sleep(2.5)  # reads nothing past the timeout
+            assert any(taken < asked for asked, taken in sendfile_calls)
+            received = 0
+            sock.settimeout(10)
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := sock.recv(1 << 20):
+                    received += len(chunk)
+            assert 0 < received < len(BIG)  # closed: a cut response never looks whole
     finally:
         server.stop()

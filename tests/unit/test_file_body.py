@@ -7,7 +7,7 @@ import asyncio
 import os
 from pathlib import Path
 
-from gateway.pipeline.file_body import FileBytes, OpenFile, OpenFiles, file_bytes
+from gateway.pipeline.file_body import CHECK_EVERY, FileBytes, OpenFile, OpenFiles, file_bytes
 from gateway.pipeline.routing import StaticFile
 from gateway.pipeline.static import StaticFiles
 from gateway.protocol.events import Request
@@ -39,12 +39,13 @@ def test_current_follows_the_file(tmp_path: Path) -> None:
     path = tmp_path / "a"
     path.write_bytes(b"one")
     file = open_file(path)
-    assert file.current()
+    assert file.current(100.0)
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-    assert not file.current()  # touched: another version than the response describes
+    assert file.current(100.0 + CHECK_EVERY / 2)  # checked a moment ago: no fstat yet
+    assert not file.current(100.0 + CHECK_EVERY)  # touched: not the version of the response
     file.close()
-    assert file.fd == -1 and not file.current()
+    assert file.fd == -1 and not file.current(0.0)
     file.close()  # twice is harmless
 
 
@@ -88,7 +89,7 @@ async def test_cached_body_carries_its_open_file(tmp_path: Path) -> None:
     response = await files.prepare(GET, route_for(path))
     body = response.body
     assert type(body) is FileBytes and body == b"x" * 5000
-    assert body.file is not None and body.file.current() and body.offset == 0
+    assert body.file is not None and body.file.current(0.0) and body.offset == 0
     ranged = await files.prepare(Request(1, b"GET", b"/x", [(b"range", b"bytes=0-9")], "1.1"),
                                  route_for(path))
     assert ranged.status == 206 and type(ranged.body) is bytes
@@ -109,7 +110,7 @@ async def test_evicted_descriptor_is_reopened_in_the_background(tmp_path: Path) 
         if first.file is not None and first.file.fd >= 0:
             break
         await asyncio.sleep(0.01)
-    assert first.file is not None and first.file.current()
+    assert first.file is not None and first.file.current(0.0)
 
 
 async def test_memory_eviction_closes_the_descriptor(tmp_path: Path) -> None:
