@@ -31,6 +31,22 @@ _JOIN_UP_TO: Final = 8192  # a head and a body up to this size are joined into o
 _SENDFILE_FROM: Final = 16 * 1024
 
 
+def _send_more(family: int, fd: int, data: bytes) -> int:
+    """send(fd, data, MSG_MORE): the bytes taken, 0 if none (full, or failed: the transport's
+    next write finds out). Through a socket object of the C type (no Python __init__),
+    detached after, as the transport owns the descriptor."""
+    try:
+        sock = _socket.socket(family, socket.SOCK_STREAM, 0, fd)
+    except OSError:
+        return 0
+    try:
+        return sock.send(data, socket.MSG_MORE)
+    except OSError:
+        return 0
+    finally:
+        sock.detach()
+
+
 class H1Connection(asyncio.Protocol):
     """One HTTP/1.x connection (cleartext or TLS); the StreamOwner of its requests."""
 
@@ -307,15 +323,7 @@ class H1Connection(asyncio.Protocol):
             if pending:
                 head = pending[0] if len(pending) == 1 else _EMPTY.join(pending)
                 pending.clear()
-                # a socket object for the flag (the C type: no Python __init__); detached
-                # after, as the transport owns the descriptor
-                sock = _socket.socket(self._socket_family, socket.SOCK_STREAM, 0, fd)
-                try:
-                    taken = sock.send(head, socket.MSG_MORE)
-                except BlockingIOError:
-                    taken = 0
-                finally:
-                    sock.detach()
+                taken = _send_more(self._socket_family, fd, head)
                 if taken < len(head):
                     transport.write(memoryview(head)[taken:])  # queued: so goes the body
                     transport.write(body)
