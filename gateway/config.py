@@ -436,11 +436,12 @@ OPTIONS: tuple[Option, ...] = (
            "plain HTTP and this one serves TLS, like nginx `listen 80; listen 443 ssl`.",
            "nginx `listen 443 ssl; listen 443 quic`", default_doc="empty"),
     Option("PROCESSES", "processes", "auto", _auto_or_integer(1),
-           "Worker processes, each with its own event loop, PHP thread pool and SO_REUSEPORT "
-           "listening sockets (the kernel spreads connections over them); a crashed one is "
+           "Worker processes, each with its own event loop and PHP thread pool. They accept "
+           "from one shared listening socket, each only while it holds no more connections "
+           "than the least-loaded one, so keep-alive clients split evenly; a crashed one is "
            "restarted while the others keep serving. auto = the CPUs this container may use "
            "(affinity mask and cgroup CPU quota), at most PHP_WORKERS.",
-           "nginx `worker_processes auto` + `listen ... reuseport`"),
+           "nginx `worker_processes auto` (one shared `listen` socket)"),
     Option("PHP_WORKERS", "php_workers", "0", _integer(0),
            "PHP threads in total across all processes (split evenly); 0 = twice the CPUs "
            "this container may use (what measured best: docs/benchmarks.md). Must be >= "

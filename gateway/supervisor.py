@@ -29,6 +29,7 @@ import structlog
 
 from gateway.config import Config, HostPort
 from gateway.pipeline.rate_table import RateTable
+from gateway.server.balance import LoadTable
 
 log = structlog.get_logger("gateway.supervisor")
 
@@ -40,38 +41,38 @@ KILL_GRACE_SECS = 5.0  # a worker still alive this long after its drain window i
 class Listeners:
     """Sockets the workers inherit, by role.
 
-    TCP listeners are one SO_REUSEPORT socket per worker, like nginx's `reuseport`: the
-    kernel spreads new connections over them by address hash. With one shared socket the
-    first worker to wake accepted a whole burst (all ten connections of an HTTP/2 client
-    pool landed in one process while the other idled).
+    TCP: one listening socket per address that every worker accepts from, as nginx's
+    workers share theirs. With more than one worker, each accepts only while it holds no
+    more than SLACK connections above the least-loaded worker (gateway/server/balance.py,
+    counts in a shared table): 50 keep-alive clients split 25/25, not 30/20 as by the
+    kernel's address hash over SO_REUSEPORT sockets, and a connection queued while a worker
+    is dead waits for the others, not for its restart.
 
-    The supervisor keeps no copy of a worker's TCP sockets once the worker has them
-    (`release`), so they close with the worker: from that moment the kernel hashes new
-    connections to live workers only. (Connections already queued in a dead worker's socket
-    are reset, or moved to a live socket where net.ipv4.tcp_migrate_req=1; a copy kept here
-    would hold them, and keep taking new ones, until the restart.) A replacement gets fresh
-    sockets (`rebind`) that listen only once it is ready: asyncio's create_server listens.
+    The supervisor keeps its copy of the TCP sockets for replacements while some worker
+    lives. When none does, it closes them (`release`): a socket that listens with nobody
+    to accept would hold clients in its queue through a back-off of up to 30 s; a closed
+    port refuses them at once. The next worker gets fresh sockets (`rebind`), bound but
+    not listening until that worker is ready.
 
     The UDP sockets and the shared internal socket stay here for replacements: closing one
     UDP socket of the group changes the group's size, and the kernel's hash would then send
     the QUIC packets of other workers' connections to the wrong process. SIGTERM closes
-    them (`close_held`), so that the workers' own close during the drain is final.
+    every copy (`close_held`), so that the workers' own close during the drain is final.
     """
 
-    http: list[socket.socket]
+    http: list[socket.socket]  # the one socket every worker accepts HTTP from
     tls: list[socket.socket] = field(default_factory=list)  # when TLS has its own address
     # UDP on the TLS listener's port, one SO_REUSEPORT socket per worker: the kernel hashes
     # a client's address to one socket, so each QUIC connection stays in one process.
     quic: list[socket.socket] = field(default_factory=list)
     internal: socket.socket | None = None
-    # role -> (host, port) the TCP sockets are bound to, for replacements
+    # role -> (host, port) the TCP sockets are bound to, for fresh ones
     bound: dict[str, tuple[str, int]] = field(default_factory=dict)
-    reuseport: bool = False  # TCP sockets share their port (more than one worker)
 
     def roles(self, worker: int) -> dict[str, socket.socket]:
-        out = {"http": self.http[worker]}
+        out = {"http": self.http[0]}
         if self.tls:
-            out["tls"] = self.tls[worker]
+            out["tls"] = self.tls[0]
         if self.quic:
             out["quic"] = self.quic[worker]
         if self.internal is not None:
@@ -82,21 +83,24 @@ class Listeners:
         return [(role, group) for role, group in (("http", self.http), ("tls", self.tls))
                 if group]
 
-    def release(self, worker: int) -> None:
-        """The worker has inherited its TCP sockets: close our copies."""
+    def release(self) -> None:
+        """No worker holds the TCP sockets any more: close our copies, so the port refuses
+        clients until a worker listens again."""
         for _, group in self._tcp_groups():
-            group[worker].close()
+            group[0].close()
 
-    def rebind(self, worker: int) -> None:
-        """Fresh TCP sockets for a worker whose sockets were released, bound but not
-        listening. Raises OSError when the address cannot be bound any more."""
+    def rebind(self) -> None:
+        """Fresh TCP sockets where ours were released, bound but not listening. Raises
+        OSError when the address cannot be bound any more."""
         for role, group in self._tcp_groups():
-            if group[worker].fileno() == -1:
+            if group[0].fileno() == -1:
                 host, port = self.bound[role]
-                group[worker] = _bind_tcp_socket(host, port, self.reuseport)
+                group[0] = _bind_tcp_socket(host, port)
 
     def close_held(self) -> None:
         """Close the copies kept for replacements (SIGTERM: there will be none)."""
+        for _, group in self._tcp_groups():
+            group[0].close()
         for sock in self.quic:
             sock.close()
         if self.internal is not None:
@@ -109,43 +113,25 @@ def _tcp_socket(host: str) -> socket.socket:
     return sock
 
 
-def bind_tcp(addr: HostPort, option: str, count: int = 1) -> list[socket.socket]:
-    """`count` listening sockets on one address (SO_REUSEPORT when more than one).
-
-    A plain bind comes first, so a port another process holds (even with SO_REUSEPORT)
-    is refused at start-up instead of silently shared; it also resolves port 0."""
-    socks: list[socket.socket] = []
-    probe = _tcp_socket(addr.host)
+def bind_tcp(addr: HostPort, option: str) -> socket.socket:
+    """A listening socket on one address, without SO_REUSEPORT: a port another process
+    holds is refused at start-up instead of silently shared. Resolves port 0."""
+    sock = _tcp_socket(addr.host)
     try:
-        probe.bind((addr.host, addr.port))
-        port = probe.getsockname()[1]
-        if count == 1:
-            socks.append(probe)
-        else:
-            probe.close()
-            for _ in range(count):
-                sock = _tcp_socket(addr.host)
-                socks.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.bind((addr.host, port))
+        sock.bind((addr.host, addr.port))
+        sock.listen(4096)
     except OSError as exc:
-        probe.close()
-        for sock in socks:
-            sock.close()
+        sock.close()
         raise SystemExit(
             f"php-gateway: {option}: cannot listen on {addr}: {exc.strerror}"
         ) from None
-    for sock in socks:
-        sock.listen(4096)
-        sock.set_inheritable(True)
-    return socks
+    sock.set_inheritable(True)
+    return sock
 
 
-def _bind_tcp_socket(host: str, port: int, reuseport: bool) -> socket.socket:
+def _bind_tcp_socket(host: str, port: int) -> socket.socket:
     sock = _tcp_socket(host)
     try:
-        if reuseport:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError:
         sock.close()
@@ -171,20 +157,19 @@ def bind_udp(host: str, port: int) -> socket.socket:
 
 
 def bind_listeners(config: Config) -> Listeners:
-    n = config.processes
-    http = bind_tcp(config.listen_addr, "--listen-addr / LISTEN_ADDR", n)
-    listeners = Listeners(http=http, reuseport=n > 1)
-    listeners.bound["http"] = http[0].getsockname()[:2]
-    tls_sock = http[0]
+    http = bind_tcp(config.listen_addr, "--listen-addr / LISTEN_ADDR")
+    listeners = Listeners(http=[http])
+    listeners.bound["http"] = http.getsockname()[:2]
+    tls_sock = http
     if config.tls and config.tls_listen_addr is not None:
-        listeners.tls = bind_tcp(config.tls_listen_addr, "--tls-listen-addr / TLS_LISTEN_ADDR", n)
-        tls_sock = listeners.tls[0]
+        tls_sock = bind_tcp(config.tls_listen_addr, "--tls-listen-addr / TLS_LISTEN_ADDR")
+        listeners.tls = [tls_sock]
         listeners.bound["tls"] = tls_sock.getsockname()[:2]
     if config.tls and config.http3:
         host, port = tls_sock.getsockname()[:2]
-        listeners.quic = [bind_udp(host, port) for _ in range(n)]
+        listeners.quic = [bind_udp(host, port) for _ in range(config.processes)]
     if config.internal_addr is not None:
-        listeners.internal = bind_tcp(config.internal_addr, "--internal-addr / INTERNAL_ADDR")[0]
+        listeners.internal = bind_tcp(config.internal_addr, "--internal-addr / INTERNAL_ADDR")
     return listeners
 
 
@@ -236,13 +221,17 @@ class Supervisor:
         self._selector = selectors.DefaultSelector()
         # the rate-limit table every worker maps: one limit for the whole server
         self.rate_table = shared_rate_table(config)
+        # every worker's connection count, by which they share the TCP sockets evenly
+        self.load_table = LoadTable.create(config.processes) if config.processes > 1 else None
         # every worker's metrics and status snapshots, kept while the server lives so that
         # a restarted worker's counts are still summed (gateway/observability/metrics.py)
         self.metrics_dir = metrics_directory(config)
 
     def _spawn(self, w: _Worker) -> None:
+        if self.load_table is not None:
+            self.load_table.clear(w.index)  # not accepting until the new process says so
         try:
-            self.listeners.rebind(w.index)
+            self.listeners.rebind()
         except OSError as exc:
             self._failed(w, f"cannot bind its sockets again: {exc.strerror}")
             return
@@ -250,21 +239,22 @@ class Supervisor:
         fds = ",".join(f"{role}={sock.fileno()}" for role, sock in roles.items())
         ready_r, ready_w = os.pipe()
         table = [] if self.rate_table is None else [self.rate_table.fd]
+        load = [] if self.load_table is None else [self.load_table.fd]
         cmd = [sys.executable, "-m", "gateway.worker", "--worker-index", str(w.index),
                "--fds", fds, "--ready-fd", str(ready_w),
                *(f"--rate-table-fd={fd}" for fd in table),
+               *(f"--load-table-fd={fd}" for fd in load),
                *([f"--metrics-dir={self.metrics_dir}"] if self.metrics_dir else []),
                "--", *self.argv]
         try:
             w.proc = subprocess.Popen(cmd, pass_fds=[*(s.fileno() for s in roles.values()),
-                                                     ready_w, *table])
+                                                     ready_w, *table, *load])
         except OSError as exc:
             os.close(ready_r)
             self._failed(w, f"cannot start: {exc}")
             return
         finally:
             os.close(ready_w)
-        self.listeners.release(w.index)
         w.ready = False
         w.ready_fd = ready_r
         os.set_blocking(ready_r, False)
@@ -312,8 +302,12 @@ class Supervisor:
             os.close(w.pidfd)
             w.pidfd = -1
         w.proc = None
+        if self.load_table is not None:
+            self.load_table.clear(w.index)  # the others stop leaving connections to it
         if self.stopping:
             return
+        if all(other.proc is None for other in self.workers):
+            self.listeners.release()  # nobody accepts: refuse clients until a worker listens
         # served before: a crash, restart now; never ready: a broken set-up, back off
         w.failures = 0 if w.ready else w.failures + 1
         delay = backoff(w.failures)

@@ -8,11 +8,13 @@ listener closes last, so that probes read "not ready" instead of being refused m
 
 Run by the supervisor as
 `python -m gateway.worker --worker-index I --fds role=fd,... [--ready-fd FD]
-[--rate-table-fd T] [--metrics-dir D] -- ARGS`;
+[--rate-table-fd T] [--load-table-fd L] [--metrics-dir D] -- ARGS`;
 the worker writes one byte to FD once it serves (the supervisor restarts a worker that
 served at once, one that never did with a back-off); T is the memfd of the rate-limit
-table all workers share (gateway/pipeline/rate_table.py); D the directory where every
-worker leaves its metrics snapshot (gateway/observability/metrics.py).
+table all workers share (gateway/pipeline/rate_table.py); L that of the connection counts
+by which workers share the TCP listening sockets (gateway/server/balance.py, with more than
+one process); D the directory where every worker leaves its metrics snapshot
+(gateway/observability/metrics.py).
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ def _cut_off() -> None:
 
 
 async def serve(config: Config, index: int, sockets: dict[str, socket.socket],
-                ready_fd: int | None = None, metrics_dir: Path | None = None) -> None:
+                ready_fd: int | None = None, metrics_dir: Path | None = None,
+                load_table_fd: int | None = None) -> None:
     from gateway.observability.internal import InternalApp
     from gateway.observability.metrics import RequestMetrics, WorkerMetrics
     from gateway.observability.tracing import Tracing
@@ -95,8 +98,14 @@ async def serve(config: Config, index: int, sockets: dict[str, socket.socket],
     internal = InternalApp(pool, index, config, worker_metrics)
     # the internal server's answers are timed as "internal", never logged nor traced
     internal_app = observe(Tracing(), requests, False, False, kind="internal")(internal)
+    load = None
+    if load_table_fd is not None:
+        from gateway.server.balance import LoadTable
+
+        load = LoadTable.attach(load_table_fd).worker(index)
+        os.close(load_table_fd)
     servers = await start_listeners(config, sockets, build_app(config, pool, observer),
-                                    internal_app)
+                                    internal_app, load)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if worker_metrics is not None:
@@ -138,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--fds", required=True)
     parser.add_argument("--ready-fd", type=int, default=None)
     parser.add_argument("--rate-table-fd", type=int, default=None)
+    parser.add_argument("--load-table-fd", type=int, default=None)
     parser.add_argument("--metrics-dir", type=Path, default=None)
     parser.add_argument("rest", nargs=argparse.REMAINDER)
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -151,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvloop
 
     uvloop.run(serve(config, args.worker_index, _sockets(args.fds), args.ready_fd,
-                     args.metrics_dir))
+                     args.metrics_dir, args.load_table_fd))
     return 0
 
 

@@ -1,5 +1,7 @@
 """Starts a worker's servers on the sockets the supervisor bound: plain HTTP, HTTPS (when
-TLS has its own address), HTTP/3 on the TLS port's UDP twin, and the internal endpoints."""
+TLS has its own address), HTTP/3 on the TLS port's UDP twin, and the internal endpoints.
+With `load` (more than one worker process), HTTP and HTTPS accept by the balancing rule of
+gateway/server/balance.py from the sockets all workers share."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Protocol
 
 from gateway.config import Config
 from gateway.pipeline.context import App
+from gateway.server.balance import WorkerLoad
 from gateway.server.settings import ServerSettings
 from gateway.server.state import ServerState
 from gateway.server.tcp import TCPServer
@@ -52,7 +55,7 @@ def server_settings(config: Config) -> ServerSettings:
 
 
 async def start_listeners(config: Config, sockets: dict[str, socket.socket], app: App,
-                          internal: App) -> Servers:
+                          internal: App, load: WorkerLoad | None = None) -> Servers:
     settings = server_settings(config)
     ssl_context = None
     if config.tls:
@@ -74,11 +77,12 @@ async def start_listeners(config: Config, sockets: dict[str, socket.socket], app
             keyfile=str(config.tls_key) if config.tls_key else None,
             settings=settings))
     # beside a separate TLS listener, plain HTTP advertises h3 too (an authenticated alternative)
-    http = TCPServer(app, tls_settings, ssl_context=None if "tls" in sockets else ssl_context)
+    http = TCPServer(app, tls_settings, ssl_context=None if "tls" in sockets else ssl_context,
+                     load=load)
     await http.start(sock=sockets["http"])
     servers.public.append(http)
     if "tls" in sockets:
-        https = TCPServer(app, tls_settings, ssl_context=ssl_context)
+        https = TCPServer(app, tls_settings, ssl_context=ssl_context, load=load)
         await https.start(sock=sockets["tls"])
         servers.public.append(https)
     if "internal" in sockets:

@@ -1,5 +1,10 @@
 """The TCP (and TLS) listener: accepts connections, hands each to HTTP/1.1 or HTTP/2, counts
-them, and drains them on shutdown without relying on Server.wait_closed()."""
+them, and drains them on shutdown without relying on Server.wait_closed().
+
+On a socket every worker process shares (more than one process), connections are accepted
+by gateway/server/acceptor.py, one at a time and only while this worker is not clearly
+busier than the least-loaded one; alone, by the event loop's own server.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +15,30 @@ import ssl
 
 from gateway.pipeline.context import App
 from gateway.protocol.response_headers import ResponseDefaults
+from gateway.server.acceptor import BalancedAcceptor
+from gateway.server.balance import WorkerLoad
 from gateway.server.dateheader import DateClock
 from gateway.server.dispatch import connection_factory
 from gateway.server.settings import ServerSettings
-from gateway.server.state import ServerState
+from gateway.server.state import Connection, ServerState
+
+
+class _BalancedState(ServerState):
+    """Keeps the worker's slot of the load table up to date. Every connection comes from
+    the acceptor, which counted it when it took it: opening only confirms that count."""
+
+    load: WorkerLoad
+
+    def opened(self, conn: Connection) -> bool:
+        if super().opened(conn):
+            return True
+        self.load.add(-1)  # refused (MAX_CONNECTIONS)
+        return False
+
+    def closed(self, conn: Connection) -> None:
+        if conn in self.connections:
+            self.load.add(-1)
+        super().closed(conn)
 
 
 class TCPServer:
@@ -22,6 +47,9 @@ class TCPServer:
     Counters for metrics (plain attributes of `state`, mirrored as properties here):
     open_connections, total_connections, http2_connections, active_requests,
     requests_served.
+
+    `load`: the socket is shared with other worker processes; accept by the balancing rule
+    and count this server's connections in the worker's slot (gateway/server/balance.py).
     """
 
     def __init__(
@@ -31,8 +59,10 @@ class TCPServer:
         *,
         ssl_context: ssl.SSLContext | None = None,
         defaults: ResponseDefaults | None = None,
+        load: WorkerLoad | None = None,
     ) -> None:
         self.app = app
+        self.load = load
         self.settings = settings if settings is not None else ServerSettings()
         self.ssl_context = ssl_context
         server_header = self.settings.server_header
@@ -44,6 +74,7 @@ class TCPServer:
             ],
         )
         self._server: asyncio.Server | None = None
+        self._acceptor: BalancedAcceptor | None = None
         self._state: ServerState | None = None
         self._clock: DateClock | None = None
         self._port = 0
@@ -59,7 +90,12 @@ class TCPServer:
     ) -> None:
         """Listen on an already-bound socket (the supervisor's) or bind host:port."""
         loop = asyncio.get_running_loop()
-        state = ServerState(self.app, self.settings, self.defaults, loop)
+        state: ServerState
+        if self.load is not None and sock is not None:
+            state = _BalancedState(self.app, self.settings, self.defaults, loop)
+            state.load = self.load
+        else:
+            state = ServerState(self.app, self.settings, self.defaults, loop)
         self._state = state
         tls = self.ssl_context is not None
         self._clock = DateClock(self.defaults, loop)
@@ -67,6 +103,13 @@ class TCPServer:
 
         factory = connection_factory(state, tls)
         handshake = self.settings.tls_handshake_timeout if tls else None
+        if sock is not None and self.load is not None:
+            sock.listen(self.settings.backlog)  # the first worker ready makes it listen
+            self._acceptor = BalancedAcceptor(loop, sock, factory, self.load,
+                                              self.ssl_context, handshake)
+            self._acceptor.start()
+            self._port = int(sock.getsockname()[1])
+            return
         if sock is not None:
             sock.setblocking(False)
             self._server = await loop.create_server(
@@ -83,6 +126,8 @@ class TCPServer:
 
     @property
     def sockets(self) -> tuple[socket.socket, ...]:
+        if self._acceptor is not None:
+            return (self._acceptor.sock,)
         return tuple(self._server.sockets) if self._server is not None else ()
 
     @property
@@ -99,6 +144,8 @@ class TCPServer:
             timeout = self.settings.drain_timeout
         if self._server is not None:
             self._server.close()  # no wait_closed(): on 3.12+ it waits for every connection
+        if self._acceptor is not None:
+            self._acceptor.close()  # our copy; the socket closes with the last process's
         state.draining = True
         for conn in list(state.connections):
             conn.shutdown()
