@@ -24,6 +24,7 @@ from gateway.server.state import (
 from gateway.server.stream import RequestStream
 
 _NO_TIMER, _HEAD_TIMER, _IDLE_TIMER, _LINGER_TIMER = range(4)
+_TIMER_SLACK: Final = 0.005  # seconds: a timeout this close to its deadline is due
 _EMPTY: Final = b""
 _JOIN_UP_TO: Final = 8192  # a head and a body up to this size are joined into one write
 # a file body from this size on goes by sendfile(2) (plain TCP); below, one write of head and
@@ -73,8 +74,12 @@ class H1Connection(asyncio.Protocol):
         self._body_blocked = False
         self._write_paused = False
         self._read_paused = False
+        # one timer handle for the phase timeouts, moved lazily: `_deadline` is when the
+        # current phase (`_timer_kind`) times out, `_timer_at` when the handle fires
         self._timer: asyncio.TimerHandle | None = None
         self._timer_kind = _NO_TIMER
+        self._deadline = 0.0
+        self._timer_at = 0.0
         self._pending: list[bytes] = []
         self._flush_handle: asyncio.Handle | None = None
         self._closing = False
@@ -346,30 +351,46 @@ class H1Connection(asyncio.Protocol):
     # -- timeouts and closing ------------------------------------------------------------------
 
     def _arm(self, kind: int) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
         settings = self.state.settings
         delay = settings.idle_timeout if kind == _IDLE_TIMER else (
             LINGER_SECONDS if kind == _LINGER_TIMER else settings.header_timeout
         )
+        deadline = self.loop.time() + delay
         self._timer_kind = kind
-        self._timer = self.loop.call_later(delay, self._timed_out)
+        self._deadline = deadline
+        timer = self._timer
+        if timer is not None:
+            if self._timer_at <= deadline:
+                return  # it fires first and waits on for the rest: no new handle per request
+            timer.cancel()
+        self._timer_at = deadline
+        self._timer = self.loop.call_at(deadline, self._timed_out)
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        # the handle stays: when it fires it finds nothing to do, cheaper than a cancel and a
+        # new handle for every request of a keep-alive connection
         self._timer_kind = _NO_TIMER
 
     def _cancel_timers(self) -> None:
-        self._cancel_timer()
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
+            self._timer = None
+        self._timer_kind = _NO_TIMER
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
 
     def _timed_out(self) -> None:
-        kind = self._timer_kind
         self._timer = None
+        kind = self._timer_kind
+        if kind == _NO_TIMER:
+            return
+        deadline = self._deadline
+        if deadline - self.loop.time() > _TIMER_SLACK:  # armed again since: wait the rest
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._timed_out)
+            return
         self._timer_kind = _NO_TIMER
         if kind == _LINGER_TIMER:
             if self.transport is not None:
@@ -399,8 +420,7 @@ class H1Connection(asyncio.Protocol):
             if self._read_paused:
                 self._read_paused = False
                 transport.resume_reading()
-            self._timer_kind = _LINGER_TIMER
-            self._timer = self.loop.call_later(LINGER_SECONDS, self._timed_out)
+            self._arm(_LINGER_TIMER)
         else:
             close_transport(transport, self.loop)
 

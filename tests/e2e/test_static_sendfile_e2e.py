@@ -355,3 +355,27 @@ def test_a_client_that_stops_reading_meets_the_send_timeout(
             assert 0 < received < len(BIG)  # closed: a cut response never looks whole
     finally:
         server.stop()
+
+
+def test_keep_alive_timeouts_move_with_each_request(root: Path) -> None:
+    """The connection's phase timer is moved lazily (one handle, re-armed when it fires
+    early): requests spaced under IDLE_TIMEOUT keep the connection open past it in total,
+    and it closes one IDLE_TIMEOUT after the last answer."""
+    settings = ServerSettings(idle_timeout=1.0, header_timeout=0.6)
+    server = ServerThread(StaticApp(root), settings).start()  # type: ignore[arg-type]
+    try:
+        with small_buffer_connection(server.port, 1 << 20) as sock:
+            rest = b""
+            for _ in range(4):  # 2.1 s in all, each gap 0.7 s
+                sock.sendall(get("/small.bin"))
+                status, _, body, rest = read_response(sock, rest)
+                assert status == b"HTTP/1.1 200 OK" and body == b"tiny file\n"
+                time.sleep(0.7)
+            sock.sendall(get("/mid.bin"))
+            _, _, body, rest = read_response(sock, rest)
+            assert body == MID and rest == b""
+            answered = time.monotonic()
+            assert sock.recv(1) == b""  # closed by the server, idle
+            assert 0.8 < time.monotonic() - answered < 2.0
+    finally:
+        server.stop()
