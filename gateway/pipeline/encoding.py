@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from gateway.config import COMPRESSION_CODINGS, DEFAULT_COMPRESSION_TYPES, Config
 from gateway.protocol.events import Headers
@@ -30,9 +30,9 @@ _NO_BODY = frozenset({204, 205, 206, 304})
 _MEMO_LIMIT = 512  # distinct Accept-Encoding / Content-Type values remembered per worker
 
 
-@dataclass(frozen=True, slots=True)
-class ResponseFields:
-    """The response header fields compression decides on, read in one pass."""
+class ResponseFields(NamedTuple):
+    """The response header fields compression decides on, read in one pass (a tuple: one
+    is made for every response)."""
 
     content_type: bytes = b""
     content_encoding: bytes = b""
