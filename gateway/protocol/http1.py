@@ -409,6 +409,14 @@ class Http1Adapter:
             return self._reject(exc.status, exc.reason)
         return Wait.PAUSED
 
+    def skip_empty_body(self) -> bool:
+        """Right after a Request event: True if the request has no body at all (no
+        Content-Length, or 0), now received whole as if its EndBody had been taken."""
+        if self._state == _BODY_LENGTH and self._remaining == 0:
+            self._state = _DONE
+            return True
+        return False
+
     def _consume(self, pos: int) -> None:
         self._scanned = 0
         self._eol = -1

@@ -15,8 +15,6 @@ from typing import Final
 from gateway.protocol.events import Headers
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9a-z]+")
-# CR, LF and NUL would let a header value split the response (CVE-2020-7695 in Uvicorn)
-_BAD_VALUE = re.compile(rb"[\x00\r\n]")
 _KNOWN_NAMES: set[bytes] = set()
 _KNOWN_NAMES_MAX = 512
 
@@ -36,7 +34,9 @@ def check_header(name: bytes, value: bytes) -> None:
             raise ValueError(f"invalid response header name {name!r} (must be a lower-case token)")
         if len(_KNOWN_NAMES) < _KNOWN_NAMES_MAX:
             _KNOWN_NAMES.add(name)
-    if _BAD_VALUE.search(value) is not None:
+    # CR, LF and NUL would let a header value split the response (CVE-2020-7695 in Uvicorn);
+    # three memchr scans cost less than a regex search
+    if b"\r" in value or b"\n" in value or b"\0" in value:
         raise ValueError(f"invalid byte in value of response header {name!r}")
 
 

@@ -161,6 +161,8 @@ class H1Connection(asyncio.Protocol):
             elif kind is Request:
                 assert isinstance(event, Request)
                 self._start(event, None)
+                if not event.has_body and conn.skip_empty_body():
+                    break  # the stream knows there is no body: no EndBody, then PAUSED
             elif kind is EndBody:
                 if self._stream is not None:
                     self._stream.end_body()
