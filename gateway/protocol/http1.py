@@ -72,6 +72,8 @@ _FIELD_LINE: Final = re.compile(
 )
 # h11 lets C0 controls through in header values; llhttp rejects them: align on rejecting
 _CTL: Final = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_FOLDED: Final = re.compile(rb"\n[ \t]")
+_NOTHING: Final = b""
 _CONTENT_LENGTH_LINE: Final = re.compile(rb"\r\ncontent-length:[ \t]*([^\r]*)", re.IGNORECASE)
 
 _HEAD, _BODY_LENGTH, _BODY_CHUNKED, _DONE, _CLOSED = range(5)
@@ -430,7 +432,8 @@ class Http1Adapter:
         data = self._data
         pos = self._pos
         size = len(data)
-        if data.startswith(b"\r\n", pos):  # RFC 9112 §2.2: ignore empty lines before a request
+        # RFC 9112 §2.2: ignore empty lines before a request
+        if pos < size and data[pos] == 13 and data.startswith(b"\r\n", pos):
             while data.startswith(b"\r\n", pos):
                 pos += 2
             self._pos = pos
@@ -473,11 +476,12 @@ class Http1Adapter:
         if end - eol > self._max_header_bytes:
             raise _Reject(431, "request header fields too large")
         head_end = end + 4
-        # CR and LF may only come as CRLF pairs; obsolete line folding is refused (RFC 9112 §5.2)
-        lf = data.count(b"\n", pos, head_end)
-        if lf != data.count(b"\r", pos, head_end) or lf != data.count(b"\r\n", pos, head_end):
+        # CR and LF may only come as CRLF pairs (none is left once the pairs are taken out);
+        # obsolete line folding is refused (RFC 9112 §5.2)
+        unpaired = data[pos:head_end].replace(b"\r\n", _NOTHING)
+        if 13 in unpaired or 10 in unpaired:
             raise _Reject(400, "bare CR or LF in request head")
-        if data.find(b"\n ", pos, head_end) >= 0 or data.find(b"\n\t", pos, head_end) >= 0:
+        if _FOLDED.search(data, pos, head_end) is not None:
             raise _Reject(400, "obsolete line folding")
         match = _REQUEST_LINE.fullmatch(data, pos, eol)
         if match is None:
