@@ -81,7 +81,7 @@ class H1Connection(asyncio.Protocol):
         self._deadline = 0.0
         self._timer_at = 0.0
         self._pending: list[bytes] = []
-        self._flush_handle: asyncio.Handle | None = None
+        self._flush_queued = False  # in the state's list of connections to flush
         self._closing = False
         self._refused = False  # the adapter refused a request: close after the answer, lingering
         self._registered = False
@@ -292,8 +292,9 @@ class H1Connection(asyncio.Protocol):
     def _write_soon(self, data: bytes) -> None:
         """Queue bytes; they leave with the next _write_now or at the end of this loop pass."""
         self._pending.append(data)
-        if self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush)
+        if not self._flush_queued:
+            self._flush_queued = True
+            self.state.flush_soon(self)
 
     def _write_now(self, data: bytes) -> None:
         pending = self._pending
@@ -345,8 +346,9 @@ class H1Connection(asyncio.Protocol):
         if sent < size:
             transport.write(memoryview(body)[sent:] if sent else body)
 
-    def _flush(self) -> None:
-        self._flush_handle = None
+    def flush(self) -> None:
+        """The end of the loop pass in which bytes were queued (ServerState.flush_soon)."""
+        self._flush_queued = False
         if self._pending:
             self._write_now(_EMPTY)
 
@@ -379,9 +381,7 @@ class H1Connection(asyncio.Protocol):
             timer.cancel()
             self._timer = None
         self._timer_kind = _NO_TIMER
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+        # a flush still queued writes nothing: the connection is closing by now
 
     def _timed_out(self) -> None:
         self._timer = None

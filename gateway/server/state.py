@@ -34,6 +34,12 @@ class Connection(Protocol):
         ...
 
 
+class Flushable(Protocol):
+    def flush(self) -> None:
+        """Write what was queued to leave at the end of the loop pass."""
+        ...
+
+
 class ConnectionLimit:
     """MAX_CONNECTIONS (nginx's worker_connections): open connections of one worker process
     over all its listeners. One per event loop, which is one per worker process."""
@@ -104,6 +110,27 @@ class ServerState:
         self.tls_handshake_failures = 0  # failed or timed out before a protocol took over
         self.limit = ConnectionLimit.of(loop, settings.max_connections)
         self._all_closed = asyncio.Event()
+        self._to_flush: list[Flushable] = []
+        self._flush_handle: asyncio.Handle | None = None
+
+    def flush_soon(self, conn: Flushable) -> None:
+        """`conn.flush()` once the current loop pass is over: one callback for all the
+        connections that ask in a pass (a call_soon per response costs ~3,400 instructions)."""
+        self._to_flush.append(conn)
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush_all, context=self.context)
+
+    def _flush_all(self) -> None:
+        self._flush_handle = None
+        conns = self._to_flush
+        self._to_flush = []
+        for conn in conns:
+            try:
+                conn.flush()
+            except Exception as exc:  # one connection's failure must not keep the others' bytes
+                self.loop.call_exception_handler(
+                    {"message": "flush failed", "exception": exc, "protocol": conn}
+                )
 
     def opened(self, conn: Connection) -> bool:
         """Count a new connection; False (and nothing counted) past MAX_CONNECTIONS."""
