@@ -229,7 +229,10 @@ class _HttptoolsBackend:
         headers: Headers = []
         self._headers = headers
         try:
-            parser.feed_data(memoryview(data)[start:end])
+            # the whole buffer as it is, most of the time: no view to make
+            parser.feed_data(
+                data if start == 0 and end == len(data) else memoryview(data)[start:end]
+            )
         except httptools.HttpParserUpgrade:
             self._reusable = False  # llhttp pauses after Upgrade/CONNECT heads
         except httptools.HttpParserError as exc:

@@ -117,7 +117,8 @@ class H1Connection(asyncio.Protocol):
             return  # lingering close: discard
         self.conn.receive_data(data)
         if self._timer_kind == _IDLE_TIMER:
-            self._cancel_timer()  # _process arms header_timeout if the head is still partial
+            # as _cancel_timer(); _process arms header_timeout if the head is still partial
+            self._timer_kind = _NO_TIMER
         self._process()
 
     def eof_received(self) -> bool | None:
@@ -197,8 +198,7 @@ class H1Connection(asyncio.Protocol):
             transport.resume_reading()
 
     def _start(self, request: Request, error_status: int | None) -> None:
-        if self._timer_kind != _NO_TIMER:
-            self._cancel_timer()
+        self._timer_kind = _NO_TIMER  # _cancel_timer()
         stream = RequestStream(self, request, self.client, self.server, self.tls, error_status)
         self._stream = stream
         stream.start()
@@ -245,7 +245,9 @@ class H1Connection(asyncio.Protocol):
     def write_end(self, stream: RequestStream) -> None:
         if stream is not self._stream:
             return
-        self._write_now(self.conn.send_end())
+        last = self.conn.send_end()  # b"" but for a chunked body's last chunk
+        if last or self._pending:
+            self._write_now(last)
         self._stream = None
         stream.close_body()  # the connection moves on: unread body is dropped or the socket closes
         conn = self.conn
