@@ -208,7 +208,9 @@ def callgrind_main(a: argparse.Namespace, variants: list[tuple[str, list[str], l
         base = next(n for k, label, n in rows if k == w.key and label.startswith("nginx"))
         for k, label, n in rows:
             if k == w.key:
-                print(f"{k:10} {label:45} {n:15,.0f} {n / base:6.3f}")
+                # a static file runs no PHP in php-fpm: nothing to divide by
+                ratio = f"{n / base:6.3f}" if base else "     -"
+                print(f"{k:10} {label:45} {n:15,.0f} {ratio}")
     return 0
 
 
