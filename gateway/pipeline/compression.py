@@ -56,17 +56,19 @@ class _Compressing(ContextProxy):
         self.encoder: StreamEncoder | None = None
         self.unflushed = False  # the encoder holds input it has not flushed out
 
-    async def send_response(self, status: int, headers: Headers) -> None:
+    def send_response(self, status: int, headers: Headers) -> Awaitable[None]:
         fields = ResponseFields.read(headers)
         if not self.policy.could_compress(status, fields):
-            await self.inner.send_response(status, headers)
-            return
+            return self.inner.send_response(status, headers)
         coding = None
         if self.request.method != b"HEAD":
             coding = self.policy.choose(self.request.headers)
         if coding is None:
-            await self.inner.send_response(status, with_vary(headers))
-            return
+            return self.inner.send_response(status, with_vary(headers))
+        return self._start(status, headers, fields, coding)
+
+    async def _start(self, status: int, headers: Headers, fields: ResponseFields,
+                     coding: str) -> None:
         self.coding = coding
         if fields.content_length is not None:
             self.mode, self.want_length = _WHOLE, fields.content_length
@@ -149,8 +151,8 @@ async def _encode(data: bytes, encode: Callable[[bytes], bytes]) -> bytes:
 
 def compress_with(policy: CompressionPolicy) -> Middleware:
     def wrap(app: App) -> App:
-        async def compressed(ctx: RequestContext) -> None:
-            await app(_Compressing(ctx, policy))
+        def compressed(ctx: RequestContext) -> Awaitable[None]:
+            return app(_Compressing(ctx, policy))
 
         return compressed
 

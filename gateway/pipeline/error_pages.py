@@ -223,11 +223,10 @@ class _PageContext(ContextProxy):
 
 def serve_pages(pages: PageSet) -> Middleware:
     def wrap(app: App) -> App:
-        async def with_pages(ctx: RequestContext) -> None:
+        def with_pages(ctx: RequestContext) -> Awaitable[None]:
             if ctx.request.method == b"HEAD" or not accepts_html(ctx.request.headers):
-                await app(ctx)
-            else:
-                await app(_PageContext(ctx, pages))
+                return app(ctx)
+            return app(_PageContext(ctx, pages))
 
         return with_pages
 

@@ -69,12 +69,16 @@ class PhpStage:
         self.sendfile = sendfile
         self._discarding: set[asyncio.Task[None]] = set()
 
-    async def __call__(self, ctx: RequestContext, script: Script, document_root: str) -> None:
+    def __call__(self, ctx: RequestContext, script: Script, document_root: str
+                 ) -> Awaitable[None]:
         """Runs the script for this request."""
         req = ctx.request
         if not req.has_body:  # most requests: nothing to receive or to clean up
-            await self._run(ctx, script, document_root, None, None, req.content_length)
-            return
+            return self._run(ctx, script, document_root, None, None, req.content_length)
+        return self._with_body(ctx, script, document_root)
+
+    async def _with_body(self, ctx: RequestContext, script: Script, document_root: str) -> None:
+        req = ctx.request
         spool: Spool | None = None
         whole = ctx.take_complete_body()
         if whole is not None:
