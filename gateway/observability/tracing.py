@@ -33,6 +33,7 @@ _MAX_REQUEST_ID = 200
 # ids must be unique, not secret (the OpenTelemetry SDK draws its own the same way): a
 # generator seeded from os.urandom in each process costs a third of a read of os.urandom
 _random = random.Random()
+_getrandbits = _random.getrandbits
 
 
 def parse_traceparent(value: bytes) -> tuple[str, str, str] | None:
@@ -65,7 +66,7 @@ def valid_request_id(value: bytes) -> bool:
 def new_ids() -> tuple[str, str, str]:
     """A trace id, a span id and a request id, from one draw (three cost three times as
     much)."""
-    hex_ = _random.randbytes(40).hex()
+    hex_ = _getrandbits(320).to_bytes(40, "little").hex()  # randbytes() is this, in Python
     trace, span = hex_[:32], hex_[32:48]
     if trace == _ZERO_TRACE or span == _ZERO_SPAN:  # invalid ids (2^-64): draw again
         return new_ids()
@@ -103,7 +104,8 @@ class Tracing:
         # two traceparent fields make it invalid: there can be only one parent
         parent = parse_traceparent(traceparent) if traceparents == 1 else None
         trace, span, new_rid = new_ids()
-        rid = request_id.decode("ascii") if valid_request_id(request_id) else new_rid
+        rid = request_id.decode("ascii") if request_id and valid_request_id(request_id) \
+            else new_rid
         target = request.target.decode("latin-1")
         method = request.method.decode("latin-1")
         if self.tracer is None:

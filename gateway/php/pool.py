@@ -314,7 +314,8 @@ class PhpCall:
 
     def _on_body(self, data: bytes) -> None:
         self._chunks.append(data)
-        self._wake(self._waiter)
+        if self._waiter is not None:
+            self._wake(self._waiter)
 
     def _on_flush(self) -> None:
         self._flush = True
@@ -322,8 +323,10 @@ class PhpCall:
 
     def _on_finish(self) -> None:
         self._finished = True
-        self._wake(self._head, False)
-        self._wake(self._waiter)
+        if self._head is not None:
+            self._wake(self._head, False)
+        if self._waiter is not None:
+            self._wake(self._waiter)
 
     def _on_done(self, code: int, flags: int, started: float, ended: float) -> None:
         self.started, self.ended = started, ended
@@ -336,10 +339,15 @@ class PhpCall:
                                bool(flags & _DONE_TIMED_OUT), bool(flags & _DONE_BAILOUT),
                                bool(flags & _DONE_UNAVAILABLE))
         self._finished = True
-        self._wake(self._head, False)
-        self._wake(self._waiter)
-        self._wake(self._space)
-        self._wake(self._done, self.outcome)
+        # inline checks: on this path most futures are None (a call each otherwise)
+        if self._head is not None:
+            self._wake(self._head, False)
+        if self._waiter is not None:
+            self._wake(self._waiter)
+        if self._space is not None:
+            self._wake(self._space)
+        if self._done is not None:
+            self._wake(self._done, self.outcome)
 
 
 class PhpPool:

@@ -367,7 +367,10 @@ def _is_event_stream(headers: Headers) -> bool:
 
 def _clean_headers(status: int, headers: Headers) -> tuple[int, Headers]:
     """Applies a CGI `Status:` header (php-fpm honours it) and drops hop-by-hop fields."""
-    if not any(name in _DROP for name, _ in headers):
+    for name, _ in headers:  # a loop, not any(): this runs for every PHP response
+        if name in _DROP:
+            break
+    else:
         return status, headers
     kept: Headers = []
     for name, value in headers:
