@@ -37,6 +37,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway.observability.histogram import LATENCY_BUCKETS, Histogram
+from gateway.pids import alive
 
 if TYPE_CHECKING:
     import asyncio
@@ -190,16 +191,6 @@ def process_usage() -> tuple[int, float]:
 # ---------------------------------------------------------------- summing the processes
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read_snapshots(directory: Path, skip_pid: int) -> list[Snapshot]:
     out: list[Snapshot] = []
     for path in directory.glob("worker-*.json"):
@@ -216,7 +207,7 @@ def live_snapshots(snapshots: Iterable[Snapshot]) -> list[Snapshot]:
     for snap in snapshots:
         if snap.worker not in newest or snap.time > newest[snap.worker].time:
             newest[snap.worker] = snap
-    return sorted((s for s in newest.values() if s.pid == os.getpid() or _alive(s.pid)),
+    return sorted((s for s in newest.values() if s.pid == os.getpid() or alive(s.pid)),
                   key=lambda s: s.worker)
 
 

@@ -17,6 +17,8 @@ import mmap
 import os
 from collections.abc import Callable
 
+from gateway.pids import alive
+
 # A worker leaves a connection to its peers while it holds more than this many above the
 # least-loaded live worker. 0: ten HTTP/2 clients split 5/5 (1 let 6/4 through, 60 against
 # 40 streams); tied workers then take turns, which costs a woken peer nothing but a look.
@@ -97,19 +99,9 @@ class WorkerLoad:
         the least-loaded worker always may, so some worker always accepts."""
         below = self.count - SLACK
         cells = self._cells
+        # a peer killed while the supervisor could not zero its slot (the supervisor was
+        # killed too) must not hold the others back: its pid is checked
         for at in range(0, len(cells), _CELLS):
-            if at != self._at and cells[at + 1] < below and (pid := cells[at]) and _alive(pid):
+            if at != self._at and cells[at + 1] < below and (pid := cells[at]) and alive(pid):
                 return False
         return True
-
-
-def _alive(pid: int) -> bool:
-    """A peer killed while the supervisor could not zero its slot (the supervisor itself
-    was killed) must not hold the others back."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

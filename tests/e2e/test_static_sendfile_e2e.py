@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-import trustme
 from observability_helpers import records, wait_for
 from protocol_clients import make_client
 from server_harness import Server, curl, start_server
@@ -47,17 +46,6 @@ def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "page.txt").write_bytes(TEXT)
     (root / "small.bin").write_bytes(b"tiny file\n")
     return root
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    d = tmp_path_factory.mktemp("sendfile-certs")
-    cert.private_key_pem.write_to_path(str(d / "key.pem"))
-    ca.cert_pem.write_to_path(str(d / "ca.pem"))
-    (d / "chain.pem").write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
-    return {"cert": str(d / "chain.pem"), "key": str(d / "key.pem"), "ca": str(d / "ca.pem")}
 
 
 @pytest.fixture(scope="module")
