@@ -104,8 +104,7 @@ class Tracing:
         # two traceparent fields make it invalid: there can be only one parent
         parent = parse_traceparent(traceparent) if traceparents == 1 else None
         trace, span, new_rid = new_ids()
-        rid = request_id.decode("ascii") if request_id and valid_request_id(request_id) \
-            else new_rid
+        rid = request_id.decode("ascii") if valid_request_id(request_id) else new_rid
         target = request.target.decode("latin-1")
         method = request.method.decode("latin-1")
         if self.tracer is None:

@@ -75,7 +75,9 @@ class H1Connection(asyncio.Protocol):
         self._write_paused = False
         self._read_paused = False
         # one timer handle for the phase timeouts, moved lazily: `_deadline` is when the
-        # current phase (`_timer_kind`) times out, `_timer_at` when the handle fires
+        # current phase (`_timer_kind`) times out, `_timer_at` when the handle fires. A phase
+        # is cancelled by setting `_timer_kind = _NO_TIMER`: the handle stays and finds
+        # nothing to do when it fires, cheaper than a cancel and a new handle per request
         self._timer: asyncio.TimerHandle | None = None
         self._timer_kind = _NO_TIMER
         self._deadline = 0.0
@@ -117,7 +119,7 @@ class H1Connection(asyncio.Protocol):
             return  # lingering close: discard
         self.conn.receive_data(data)
         if self._timer_kind == _IDLE_TIMER:
-            # as _cancel_timer(); _process arms header_timeout if the head is still partial
+            # the idle phase is over; _process arms header_timeout if the head is still partial
             self._timer_kind = _NO_TIMER
         self._process()
 
@@ -198,7 +200,7 @@ class H1Connection(asyncio.Protocol):
             transport.resume_reading()
 
     def _start(self, request: Request, error_status: int | None) -> None:
-        self._timer_kind = _NO_TIMER  # _cancel_timer()
+        self._timer_kind = _NO_TIMER  # no phase timeout while the request runs
         stream = RequestStream(self, request, self.client, self.server, self.tls, error_status)
         self._stream = stream
         stream.start()
@@ -371,11 +373,6 @@ class H1Connection(asyncio.Protocol):
             timer.cancel()
         self._timer_at = deadline
         self._timer = self.loop.call_at(deadline, self._timed_out)
-
-    def _cancel_timer(self) -> None:
-        # the handle stays: when it fires it finds nothing to do, cheaper than a cancel and a
-        # new handle for every request of a keep-alive connection
-        self._timer_kind = _NO_TIMER
 
     def _cancel_timers(self) -> None:
         timer = self._timer
