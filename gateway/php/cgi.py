@@ -70,6 +70,53 @@ def _constant_vars(document_root: str, server: tuple[str, int], tls: bool) -> tu
     return root, b"\0".join(fields)
 
 
+class _ScriptVars(NamedTuple):
+    script_name: bytes
+    document_uri: bytes  # SCRIPT_NAME + PATH_INFO
+    filename: bytes
+    tail: bytes  # SCRIPT_FILENAME .. PHP_SELF (and the worker marker), joined, \0-ended
+
+
+@functools.lru_cache(maxsize=1024)
+def _script_vars(script: Script, root: bytes) -> _ScriptVars:
+    """The variables that are the same for every request to one script: the router caches
+    its answer, so a busy site asks for the same few over and over."""
+    script_name = script.name.encode()
+    path_info = script.path_info.encode()
+    filename = script.filename.encode()
+    document_uri = script_name + path_info
+    tail = [b"SCRIPT_FILENAME", filename, b"PATH_INFO", path_info]
+    if path_info:
+        tail += (b"PATH_TRANSLATED", root + path_info)
+    tail += (b"PHP_SELF", document_uri)
+    if script.worker:
+        tail += WORKER_MARKER
+    tail.append(b"")
+    return _ScriptVars(script_name, document_uri, filename, b"\0".join(tail))
+
+
+_server_names: dict[bytes, bytes | None] = {}
+_MEMO_LIMIT = 512  # distinct Host values remembered per worker
+
+
+def _server_name(host: bytes) -> bytes | None:
+    """SERVER_NAME for a Host field; None for one that is not host[:port], which must not
+    reach PHP as SERVER_NAME (apps trust it). Remembered: every request asks."""
+    name = _server_names.get(host, b"")  # b"": not asked yet (a valid host names something)
+    if name == b"":
+        name = host_and_port(host, 0)[0] if host and valid_host(host) else None
+        if len(_server_names) >= _MEMO_LIMIT:
+            _server_names.clear()  # endless distinct Hosts get no cache, not a leak
+        _server_names[host] = name
+    return name
+
+
+# name \0 value \0 pairs, in the order of nginx's fastcgi_params, made in one formatting
+_VARS = (b"QUERY_STRING\0%s\0REQUEST_METHOD\0%s\0CONTENT_TYPE\0%s\0CONTENT_LENGTH\0%s\0"
+         b"SCRIPT_NAME\0%s\0REQUEST_URI\0%s\0DOCUMENT_URI\0%s\0%s\0REMOTE_ADDR\0%s\0"
+         b"REMOTE_PORT\0%s\0SERVER_NAME\0%s\0SERVER_PROTOCOL\0%s\0%s%s")
+
+
 def build_request(
     *,
     method: bytes,
@@ -85,9 +132,10 @@ def build_request(
     request_time: float,
     authority: bytes = b"",
     has_body: bool = True,
-    extra_vars: list[tuple[bytes, bytes]] | None = None,
+    extra_vars: bytes = b"",
     server_name: bytes | None = None,
 ) -> PhpRequest:
+    """`extra_vars`: more name \0 value \0 pairs, appended (the request's ids)."""
     query = target.partition(b"?")[2]
     protocol, proto_num = _PROTOCOLS.get(http_version, (b"HTTP/1.1", 1001))
     content_type = b""
@@ -102,49 +150,20 @@ def build_request(
         host = authority
         headers = [(b"host", authority), *headers]
     if server_name is None:  # no SERVER_NAME option (nginx's server_name)
-        # a Host that is not host[:port] must not reach PHP as SERVER_NAME (apps trust it)
-        valid = bool(host) and valid_host(host)
-        server_name = host_and_port(host, server[1])[0] if valid else server[0].encode()
-    script_name = script.name.encode()
-    path_info = script.path_info.encode()
+        server_name = _server_name(host)
+        if server_name is None:
+            server_name = server[0].encode()
     root, listener = _constant_vars(document_root, server, tls)
-    # name \0 value \0 pairs, in the order of nginx's fastcgi_params; built flat in one join
-    parts = [
-        b"QUERY_STRING", query,
-        b"REQUEST_METHOD", method,
-        b"CONTENT_TYPE", content_type,
-        b"CONTENT_LENGTH", b"" if content_length is None else str(content_length).encode(),
-        b"SCRIPT_NAME", script_name,
-        b"REQUEST_URI", target,
-        b"DOCUMENT_URI", script_name + path_info,
-        listener,
-        b"REMOTE_ADDR", client[0].encode(),
+    fixed = _script_vars(script, root)
+    server_vars = _VARS % (
+        query, method, content_type,
+        b"" if content_length is None else b"%d" % content_length,
+        fixed.script_name, target, fixed.document_uri, listener,
+        client[0].encode(),
         # port 0: a trusted proxy named the client without one; nginx leaves it empty
-        b"REMOTE_PORT", str(client[1]).encode() if client[1] else b"",
-        b"SERVER_NAME", server_name,
-        b"SERVER_PROTOCOL", protocol,
-        b"SCRIPT_FILENAME", script.filename.encode(),
-        b"PATH_INFO", path_info,
-    ]
-    if path_info:
-        parts += (b"PATH_TRANSLATED", root + path_info)
-    parts += (b"PHP_SELF", script_name + path_info)
-    if script.worker:
-        parts += WORKER_MARKER
-    if extra_vars:
-        for name, value in extra_vars:
-            parts += (name, value)
-    parts.append(b"")
-    return PhpRequest(
-        method=method,
-        request_uri=target,
-        query_string=query,
-        script_filename=script.filename.encode(),
-        server_vars=b"\0".join(parts),
-        headers=headers,
-        content_length=content_length,
-        request_time=request_time,
-        proto_num=proto_num,
-        body_complete=not has_body or content_length == 0,
-        worker=script.worker,
-    )
+        b"%d" % client[1] if client[1] else b"",
+        server_name, protocol, fixed.tail, extra_vars)
+    # positional: a class called with keywords builds a dict of them first
+    return PhpRequest(method, target, query, fixed.filename, server_vars, headers,
+                      content_length, request_time, proto_num,
+                      not has_body or content_length == 0, b"", script.worker)

@@ -102,13 +102,13 @@ class PhpStage:
                    whole: bytes | None, spool: Spool | None, content_length: int | None) -> None:
         req = ctx.request
         record = current_record.get()
-        ids: list[tuple[bytes, bytes]] | None = None
+        ids = b""
         if record is not None:  # the observing middleware's: PHP gets its ids
             record.kind = "php"
             span_id, traceparent = start_php_span(record, script.filename)
-            ids = [(b"TRACE_ID", record.trace_id.encode()), (b"SPAN_ID", span_id.encode()),
-                   (b"REQUEST_ID", record.request_id.encode()),
-                   (b"TRACEPARENT", traceparent.encode())]
+            # name \0 value \0 pairs in one encode (the ids are visible ASCII)
+            ids = (f"TRACE_ID\0{record.trace_id}\0SPAN_ID\0{span_id}\0REQUEST_ID\0"
+                   f"{record.request_id}\0TRACEPARENT\0{traceparent}\0").encode()
         php_req = build_request(
             method=req.method,
             target=req.target,
