@@ -30,6 +30,10 @@ _NO_BODY = frozenset({204, 205, 206, 304})
 _MEMO_LIMIT = 512  # distinct Accept-Encoding / Content-Type values remembered per worker
 
 
+_READ = frozenset({b"content-type", b"content-encoding", b"content-length", b"cache-control",
+                   b"content-range"})
+
+
 class ResponseFields(NamedTuple):
     """The response header fields compression decides on, read in one pass (a tuple: one
     is made for every response)."""
@@ -46,6 +50,8 @@ class ResponseFields(NamedTuple):
         length: int | None = None
         no_transform = ranged = False
         for name, value in headers:
+            if name not in _READ:  # most fields: one set lookup, not five comparisons
+                continue
             if name == b"content-type":
                 ctype = value
             elif name == b"content-encoding":

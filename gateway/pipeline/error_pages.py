@@ -126,11 +126,29 @@ def accepts_html(headers: Headers) -> bool:
     for name, value in headers:
         if name != b"accept":
             continue
-        for item in value.split(b","):
-            media, _, params = item.partition(b";")
-            if media.strip().lower() == b"text/html":
-                return not _q_is_zero(params)
+        listed = _html_memo.get(value)
+        if listed is None and value not in _html_memo:
+            listed = _lists_html(value)
+            if len(_html_memo) >= _MEMO_LIMIT:
+                _html_memo.clear()  # endless distinct values get no cache, not a leak
+            _html_memo[value] = listed
+        if listed is not None:
+            return listed
     return False
+
+
+# every request asks, and clients send a few Accept values over and over
+_html_memo: dict[bytes, bool | None] = {}
+_MEMO_LIMIT = 512
+
+
+def _lists_html(accept: bytes) -> bool | None:
+    """Whether one Accept value accepts text/html (q above 0); None if it does not list it."""
+    for item in accept.split(b","):
+        media, _, params = item.partition(b";")
+        if media.strip().lower() == b"text/html":
+            return not _q_is_zero(params)
+    return None
 
 
 def _q_is_zero(params: bytes) -> bool:

@@ -362,8 +362,9 @@ class StaticFiles:
             if headers is None:
                 whole = self._respond_to(entry, False, None, None, None, None)
                 headers = entry.ok_headers = tuple(whole.headers)
-            return StaticResponse(200, [*headers], entry.content_type, entry.body or b"",
-                                  send_body=not head, etag=entry.etag)
+            # positional: a class called with keywords builds a dict of them first
+            return StaticResponse(200, [*headers], entry.content_type, entry.body or b"", None,
+                                  not head, entry.etag)
         if_none_match = asked.get(b"if-none-match")
         if_modified_since = asked.get(b"if-modified-since")
         range_header = asked.get(b"range")
