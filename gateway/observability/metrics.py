@@ -117,7 +117,10 @@ class RequestMetrics:
         key = (_METHODS.get(method, "other"), status, protocol)
         requests = self.requests
         requests[key] = requests.get(key, 0) + 1
-        self._observe(protocol, kind, seconds)
+        hist = self.durations.get((protocol, kind))  # _observe() inline: a frame less
+        if hist is None:
+            hist = self.durations[(protocol, kind)] = Histogram(LATENCY_BUCKETS)
+        hist.observe(seconds)
         if received:
             self.bytes_in[protocol] = self.bytes_in.get(protocol, 0) + received
         if sent:

@@ -21,7 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from gateway.observability.request_record import RequestRecord
-from gateway.protocol.events import Headers, Request
+from gateway.protocol.events import Request
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
@@ -210,8 +210,3 @@ def end_php_span(record: RequestRecord, fatal: bool, timed_out: bool) -> None:
         span.set_attribute("error.type", "timeout" if timed_out else "fatal")
         span.set_status(Status(StatusCode.ERROR))
     span.end(end_time=_epoch_ns(record.php_ended or time.monotonic()))
-
-
-def response_fields(record: RequestRecord) -> Headers:
-    return [(b"traceparent", record.traceparent.encode()),
-            (b"x-request-id", record.request_id.encode())]

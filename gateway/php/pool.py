@@ -150,7 +150,7 @@ class PhpCall:
     ended: float = 0.0
     record: RequestRecord | None = None  # the observed request, for PHP's log lines
     _head: asyncio.Future[bool | None] | None = None  # None: an interim response came
-    _interims: deque[tuple[int, Headers]] = field(default_factory=deque)
+    _interims: deque[tuple[int, Headers]] | None = None  # made by the first: most have none
     _chunks: deque[bytes] = field(default_factory=deque)
     _unacked: int = 0
     _finished: bool = False  # no more body will come
@@ -296,7 +296,8 @@ class PhpCall:
             name, sep, value = line.partition(b":")
             if sep:
                 headers.append((name.strip().lower(), value.strip()))
-        self._wake(self._head, True)
+        if self._head is not None:
+            self._wake(self._head, True)
 
     def _on_interim(self, status: int, block: bytes) -> None:
         headers: Headers = []
@@ -304,6 +305,8 @@ class PhpCall:
             name, sep, value = line.partition(b":")
             if sep:
                 headers.append((name.strip().lower(), value.strip()))
+        if self._interims is None:
+            self._interims = deque()
         self._interims.append((status, headers))
         self._wake(self._head, None)
 
@@ -627,8 +630,7 @@ def _log_php(message: str, syslog_level: int, call: PhpCall | None,
 def _merge_headers(headers: Headers) -> Headers:
     """Repeated header fields joined as nginx does: ", " between values, "; " for cookies
     (HTTP/2 and HTTP/3 clients send one cookie field per crumb)."""
-    names = {name for name, _ in headers}
-    if len(names) == len(headers):
+    if len(dict(headers)) == len(headers):  # no name twice; dict() is one C call, no frame
         return headers
     merged: dict[bytes, list[bytes]] = {}
     for name, value in headers:

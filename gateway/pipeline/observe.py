@@ -16,7 +16,7 @@ from collections.abc import Awaitable
 
 from gateway.observability.metrics import RequestMetrics
 from gateway.observability.request_record import RequestRecord, current_record
-from gateway.observability.tracing import Tracing, response_fields
+from gateway.observability.tracing import Tracing
 from gateway.pipeline.access_log import CLIENT_CLOSED, write_access_line
 from gateway.pipeline.context import App, ContextProxy, Middleware, RequestContext
 from gateway.protocol.events import Headers
@@ -36,10 +36,12 @@ class _Observed(ContextProxy):
 
     def send_response(self, status: int, headers: Headers) -> Awaitable[None]:
         self.status = status
-        fields = response_fields(self.record)
+        record = self.record
+        headers = [*headers, (b"traceparent", record.traceparent.encode()),
+                   (b"x-request-id", record.request_id.encode())]
         if self.timing:
-            fields.append((b"server-timing", server_timing(self.record)))
-        return self.inner.send_response(status, [*headers, *fields])
+            headers.append((b"server-timing", server_timing(record)))
+        return self.inner.send_response(status, headers)
 
 
 def server_timing(record: RequestRecord) -> bytes:

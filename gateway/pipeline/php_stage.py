@@ -105,7 +105,10 @@ class PhpStage:
         ids = b""
         if record is not None:  # the observing middleware's: PHP gets its ids
             record.kind = "php"
-            span_id, traceparent = start_php_span(record, script.filename)
+            if record.span is None:  # no spans exported: PHP runs in the request's span
+                span_id, traceparent = record.span_id, record.traceparent
+            else:
+                span_id, traceparent = start_php_span(record, script.filename)
             # name \0 value \0 pairs in one encode (the ids are visible ASCII)
             ids = (f"TRACE_ID\0{record.trace_id}\0SPAN_ID\0{span_id}\0REQUEST_ID\0"
                    f"{record.request_id}\0TRACEPARENT\0{traceparent}\0").encode()
@@ -197,7 +200,7 @@ class PhpStage:
             if length is not None:
                 body = length.fit(body)
             else:
-                headers = [*headers, (b"content-length", str(len(body)).encode())]
+                headers = [*headers, (b"content-length", b"%d" % len(body))]
             await ctx.send_response(status, headers)
             if len(body) <= SEND_AT_ONCE or not self.options.response_buffering:
                 if body:
