@@ -30,6 +30,7 @@ _HEX = frozenset(b"0123456789abcdef")
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 _MAX_REQUEST_ID = 200
+_READ = frozenset({b"traceparent", b"tracestate", b"x-request-id"})
 # ids must be unique, not secret (the OpenTelemetry SDK draws its own the same way): a
 # generator seeded from os.urandom in each process costs a third of a read of os.urandom
 _random = random.Random()
@@ -94,6 +95,8 @@ class Tracing:
         traceparent = request_id = b""
         states: list[bytes] = []
         for name, value in request.headers:
+            if name not in _READ:  # most fields: one set lookup, not three comparisons
+                continue
             if name == b"traceparent":
                 traceparents += 1
                 traceparent = value

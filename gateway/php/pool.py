@@ -296,8 +296,10 @@ class PhpCall:
             name, sep, value = line.partition(b":")
             if sep:
                 headers.append((name.strip().lower(), value.strip()))
-        if self._head is not None:
-            self._wake(self._head, True)
+        head = self._head
+        if head is not None:
+            self._head = None  # woken: the finish and done events that follow skip it
+            self._wake(head, True)
 
     def _on_interim(self, status: int, block: bytes) -> None:
         headers: Headers = []
