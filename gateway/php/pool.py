@@ -114,6 +114,23 @@ class Outcome(NamedTuple):  # a tuple: made for every request, cheaper than a fr
     unavailable: bool = False  # no worker script booted to take it
 
 
+_outcomes: dict[tuple[int, int], Outcome] = {}
+
+
+def _outcome(code: int, flags: int) -> Outcome:
+    """The Outcome of an exit status and done-flags: a tuple, so one is shared by every
+    request that ends alike (nearly all end 0, no flags), not built for each."""
+    outcome = _outcomes.get((code, flags))
+    if outcome is None:
+        outcome = Outcome(code, bool(flags & _FATAL), bool(flags & _DONE_CANCELLED),
+                          bool(flags & _DONE_TIMED_OUT), bool(flags & _DONE_BAILOUT),
+                          bool(flags & _DONE_UNAVAILABLE))
+        if len(_outcomes) >= 1024:
+            _outcomes.clear()  # exit(N) with ever new N gets no cache, not a leak
+        _outcomes[(code, flags)] = outcome
+    return outcome
+
+
 @dataclass(frozen=True, slots=True)
 class PoolStats:
     threads: int
@@ -340,9 +357,7 @@ class PhpCall:
             record.php_started, record.php_ended = started, ended
             if record.php_span is not None:
                 end_php_span(record, bool(flags & _FATAL), bool(flags & _DONE_TIMED_OUT))
-        self.outcome = Outcome(code, bool(flags & _FATAL), bool(flags & _DONE_CANCELLED),
-                               bool(flags & _DONE_TIMED_OUT), bool(flags & _DONE_BAILOUT),
-                               bool(flags & _DONE_UNAVAILABLE))
+        self.outcome = _outcome(code, flags)
         self._finished = True
         # inline checks: on this path most futures are None (a call each otherwise)
         if self._head is not None:

@@ -30,7 +30,7 @@ from gateway.php.pool import Overloaded, PhpCall, PhpPool, PoolStopped, Unavaila
 from gateway.pipeline.context import RequestContext
 from gateway.pipeline.php_length import DeclaredLength
 from gateway.pipeline.responses import respond
-from gateway.pipeline.sendfile import Sendfile, wants_file
+from gateway.pipeline.sendfile import FILE_FIELDS, Sendfile
 from gateway.pipeline.spool import MemoryBudget, Spool
 from gateway.protocol.events import Headers
 
@@ -172,29 +172,33 @@ class PhpStage:
             log.error("script ended without a response", outcome=str(outcome))
             await self._refuse(ctx, 500, b"")
             return
-        status, headers = head
-        status, headers = _clean_headers(status, headers)
-        if self.sendfile is not None and wants_file(headers):
+        status, headers, to_file, event_stream, length = _read_head(*head)
+        if to_file and self.sendfile is not None:
             self._discard_body(call)
             await self.sendfile.send(ctx, headers)
             return
-        if _is_event_stream(headers):
+        if event_stream:
             call.extend(self.options.sse_timeout)
             self.pool.sse_streams += 1
             try:
-                await self._send_head_and_body(ctx, call, status, headers, every_chunk=True)
+                await self._send_head_and_body(ctx, call, status, headers, length,
+                                               every_chunk=True)
             finally:
                 self.pool.sse_streams -= 1
             return
-        await self._send_head_and_body(ctx, call, status, headers)
+        await self._send_head_and_body(ctx, call, status, headers, length)
 
     async def _send_head_and_body(self, ctx: RequestContext, call: PhpCall, status: int,
-                                  headers: Headers, every_chunk: bool = False) -> None:
-        """every_chunk: each chunk is flushed as it leaves (an event stream), not only
-        what PHP flush()ed."""
+                                  headers: Headers, length: DeclaredLength | None,
+                                  every_chunk: bool = False) -> None:
+        """`length`: PHP's own Content-Length. every_chunk: each chunk is flushed as it
+        leaves (an event stream), not only what PHP flush()ed."""
         head_only = ctx.request.method == b"HEAD"
-        body = None if head_only else call.complete_body()
-        length = None if head_only else DeclaredLength.of(headers)
+        body = None
+        if head_only:
+            length = None
+        else:
+            body = call.complete_body()
         if body is not None:
             # PHP is done already (the usual case): one response with a content-length.
             if length is not None:
@@ -361,11 +365,38 @@ class PhpStage:
         extra = [(b"retry-after", str(self.options.retry_after).encode())] if status == 503 else []
         await respond(ctx, status, body, extra)
 
-def _is_event_stream(headers: Headers) -> bool:
+# the fields of PHP's head the stage acts on: any other passes with one set lookup
+_NOTED = _DROP | FILE_FIELDS | {b"content-type", b"content-length"}
+
+
+def _read_head(status: int, headers: Headers
+               ) -> tuple[int, Headers, bool, bool, DeclaredLength | None]:
+    """PHP's head in one pass (it runs for every PHP response): the status and headers as
+    they go out (_clean_headers), whether they name a file (X-Sendfile, X-Accel-Redirect),
+    whether the first Content-Type is an event stream, and the first Content-Length (a valid
+    one: DeclaredLength.of)."""
+    to_file = event_stream = hop_by_hop = False
+    typed = False
+    length: DeclaredLength | None = None
+    sized = False
     for name, value in headers:
+        if name not in _NOTED:
+            continue
         if name == b"content-type":
-            return value.startswith(b"text/event-stream")
-    return False
+            if not typed:
+                typed = True
+                event_stream = value.startswith(b"text/event-stream")
+        elif name == b"content-length":
+            if not sized:
+                sized = True
+                length = DeclaredLength(int(value)) if value.isdigit() else None
+        elif name in FILE_FIELDS:
+            to_file = True
+        else:
+            hop_by_hop = True
+    if hop_by_hop:
+        status, headers = _clean_headers(status, headers)
+    return status, headers, to_file, event_stream, length
 
 
 def _clean_headers(status: int, headers: Headers) -> tuple[int, Headers]:

@@ -44,7 +44,7 @@ log = structlog.get_logger("gateway.sendfile")
 
 SENDFILE = b"x-sendfile"
 ACCEL = b"x-accel-redirect"
-_FILE_FIELDS = frozenset({SENDFILE, ACCEL})
+FILE_FIELDS = frozenset({SENDFILE, ACCEL})  # either names a file to send instead
 # PHP's headers that describe PHP's own body, or that the file's response sets itself
 _NOT_KEPT = frozenset({
     SENDFILE, b"content-length", b"content-encoding", b"content-range", b"transfer-encoding",
@@ -64,7 +64,7 @@ class Refused(Exception):
 def wants_file(headers: Headers) -> bool:
     """True when PHP's response head asks for a file instead of its body."""
     for name, _ in headers:  # a loop, not any() over a generator: every PHP response asks
-        if name in _FILE_FIELDS:
+        if name in FILE_FIELDS:
             break
     else:
         return False
