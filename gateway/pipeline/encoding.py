@@ -30,6 +30,7 @@ _NO_BODY = frozenset({204, 205, 206, 304})
 _MEMO_LIMIT = 512  # distinct Accept-Encoding / Content-Type values remembered per worker
 
 
+_tuple_new = tuple.__new__
 _READ = frozenset({b"content-type", b"content-encoding", b"content-length", b"cache-control",
                    b"content-range"})
 
@@ -62,7 +63,9 @@ class ResponseFields(NamedTuple):
                 no_transform = no_transform or b"no-transform" in value.lower()
             elif name == b"content-range":
                 ranged = True
-        return cls(ctype, encoding, length, no_transform, ranged)
+        # tuple.__new__ straight: a NamedTuple's own __new__ is a Python function, and
+        # calling the class costs twice what the tuple does
+        return _tuple_new(cls, (ctype, encoding, length, no_transform, ranged))
 
 
 @dataclass(slots=True)

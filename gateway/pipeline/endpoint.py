@@ -18,6 +18,7 @@ from gateway.pipeline.sendfile import Sendfile
 from gateway.pipeline.spool import MemoryBudget
 from gateway.pipeline.static import StaticFiles
 
+_tuple_new = tuple.__new__
 # nginx answers TRACE with 405 and never passes it on; so does php-gateway
 _REFUSED_METHODS = frozenset({b"TRACE"})
 _ALLOWED_METHODS = b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"  # what PHP is given
@@ -48,8 +49,9 @@ class Endpoint:
             return respond_status(ctx, 405, [(b"allow", _ALLOWED_METHODS)])
         route = self.router.resolve(ctx.request.target)
         if isinstance(route, PhpScript):
-            script = Script(route.script_filename, route.script_name, route.path_info,
-                            route.worker)
+            # tuple.__new__ straight: calling a NamedTuple class runs its Python __new__ too
+            script = _tuple_new(Script, (route.script_filename, route.script_name,
+                                         route.path_info, route.worker))
             return self.php(ctx, script, route.document_root)
         if isinstance(route, StaticFile):
             return self._static(ctx, route)

@@ -56,6 +56,9 @@ class RequestFields(NamedTuple):
     size: int  # RFC 9114 §4.2.2 (RFC 9113 §6.5.2): names + values + 32 per field
 
 
+_tuple_new = tuple.__new__
+
+
 def split_request_fields(fields: Iterable[tuple[bytes, bytes]]) -> RequestFields:
     pseudo: dict[bytes, bytes] = {}
     headers: Headers = []
@@ -87,7 +90,8 @@ def split_request_fields(fields: Iterable[tuple[bytes, bytes]]) -> RequestFields
         headers.append((name, value))
     if cookies:
         headers[headers.index((b"cookie", b""))] = (b"cookie", b"; ".join(cookies))
-    return RequestFields(pseudo, headers, length, host, repeated, size)
+    # tuple.__new__ straight: calling a NamedTuple class runs its Python __new__ too
+    return _tuple_new(RequestFields, (pseudo, headers, length, host, repeated, size))
 
 
 # RFC 9113 §8.2.1: no 0x00-0x20, A-Z, 0x7f-0xff, and no colon after the first byte
