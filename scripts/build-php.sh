@@ -10,6 +10,9 @@
 #                       (built as the official php:8.4-fpm image is)
 #   PHP_WITH_FPM        1: the zts variant also builds php-fpm (sbin/php-fpm, ZTS) in the
 #                       same compile, for the tests' nginx + php-fpm comparisons
+#   PHP_PGO             1 (default): the zts variant is built twice, the second time
+#                       guided by a profile of php-src's own benchmarks and tests run on the
+#                       first (profile-guided optimisation); 0: one plain -O2 build
 #   PHP_BUILD_JOBS      make -j (default: nproc)
 set -euo pipefail
 
@@ -40,10 +43,16 @@ cflags="-O2 -g -fno-omit-frame-pointer"
 # thread by 1.3-2.5% (bench/www's bootstrap and compute pages, bench/symfony's route), to what
 # php-fpm built ZTS executes (docs/benchmarks.md, "The PHP engine: ZTS against php-fpm").
 zts_tuning=()
+pgo=0
 if [ "$variant" = zts ]; then
   cflags+=" -fno-semantic-interposition -ftls-model=initial-exec"
   ldflags="-Wl,-Bsymbolic-functions"
-  zts_tuning=("$cflags" "$ldflags")
+  case "${PHP_PGO:-1}" in
+    1) pgo=1 ;;
+    0) ;;
+    *) echo "build-php: PHP_PGO must be 1 or 0, got '${PHP_PGO}'" >&2; exit 2 ;;
+  esac
+  zts_tuning=("$cflags" "$ldflags" "pgo=$pgo")
 fi
 configure_flags=(
   "${sapi_flags[@]}"
@@ -169,6 +178,30 @@ upstream=${version%%-*}
 srcdir=$(find "$work" -maxdepth 1 -mindepth 1 -type d -name "php$series-*" | head -1)
 [ -n "$srcdir" ] || { log "unpacked source directory not found in $work"; exit 1; }
 
+# The profile comes from php-src's own code only, never from bench/'s pages, so the benchmark
+# measures pages the optimiser did not see: Zend's two benchmark scripts, then every fourth of
+# php-src's tests for the engine and the extensions every framework leans on (arrays, strings,
+# SPL, PCRE, JSON, dates), OPcache on as in production. A test's pass or failure does not
+# matter here, only that its code ran.
+pgo_train() {
+  local php="$build/sapi/cli/php" t
+  local ini=(-d "zend_extension=$build/modules/opcache.so" -d opcache.enable_cli=1
+             -d opcache.jit=disable -d memory_limit=512M)
+  "$php" -n "${ini[@]}" "$srcdir/Zend/bench.php"
+  "$php" -n "${ini[@]}" "$srcdir/Zend/micro_bench.php"
+  rm -rf "$build/pgo-tests" && mkdir -p "$build/pgo-tests"
+  # run-tests.php writes its .out/.diff files next to each test: run copies, not the source
+  for t in Zend/tests ext/standard/tests ext/spl/tests ext/pcre/tests ext/json/tests ext/date/tests; do
+    mkdir -p "$build/pgo-tests/$(dirname "$t")" && cp -r "$srcdir/$t" "$build/pgo-tests/$t"
+  done
+  cd "$build/pgo-tests"
+  find Zend ext -name '*.phpt' | LC_ALL=C sort | awk 'NR % 4 == 1' >tests.txt
+  TEST_PHP_EXECUTABLE="$php" NO_INTERACTION=1 SKIP_SLOW_TESTS=1 SKIP_ONLINE_TESTS=1 \
+    timeout 600 "$php" -n "$srcdir/run-tests.php" -q -j"$jobs" --offline "${ini[@]}" \
+    -r tests.txt || true
+  cd "$build"
+}
+
 build="$work/build-$key"
 rm -rf "$build" && mkdir -p "$build"
 cd "$srcdir"
@@ -183,8 +216,31 @@ log "configuring into $prefix"
   --with-config-file-scan-dir="$prefix/etc/conf.d" "${configure_flags[@]}" \
   CFLAGS="$cflags" LDFLAGS="${ldflags:-}" >"$build/configure.log" 2>&1 \
   || { tail -40 "$build/configure.log" >&2; exit 1; }
-log "compiling with -j$jobs (takes 10-20 minutes on 2 cores)"
-make -j"$jobs" >"$build/make.log" 2>&1 || { tail -40 "$build/make.log" >&2; exit 1; }
+if [ "$variant" = zts ]; then
+  # With an executable SAPI (the CLI) configured, PHP keeps libtool's static objects, so every
+  # file is compiled twice, with -fPIC for libphp.so and without for the executables. The
+  # executables link the PIC objects just as well: one compile per file, half the build time,
+  # and one profile per object for the guided build below.
+  sed -i '0,/^build_old_libs=yes$/s//build_old_libs=no/' libtool
+  sed -i -E '/^BUILD_(CLI|FPM) = /s/:\.lo=\.o\)/)/g' Makefile   # link the .lo (PIC) objects
+fi
+if [ "$pgo" = 1 ]; then
+  log "compiling with -j$jobs, instrumented for profile-guided optimisation (8-12 minutes on 2 cores)"
+  make -j"$jobs" PROF_FLAGS=-fprofile-generate >"$build/make-instrumented.log" 2>&1 \
+    || { tail -40 "$build/make-instrumented.log" >&2; exit 1; }
+  find . -name '*.gcda' -delete
+  log "training on php-src's benchmarks and tests (2-4 minutes)"
+  pgo_train >"$build/train.log" 2>&1 || { tail -40 "$build/train.log" >&2; exit 1; }
+  log "$(find . -name '*.gcda' | wc -l) profiles written; compiling again, guided by them"
+  make prof-clean >/dev/null   # objects and binaries out, the .gcda profiles stay
+  # -fprofile-partial-training: code the training never ran keeps the plain -O2 treatment
+  # instead of being optimised for size as cold, since applications run paths it did not.
+  make -j"$jobs" PROF_FLAGS="-fprofile-use -fprofile-partial-training -fprofile-correction -Wno-missing-profile" \
+    >"$build/make.log" 2>&1 || { tail -40 "$build/make.log" >&2; exit 1; }
+else
+  log "compiling with -j$jobs (takes 8-20 minutes on 2 cores)"
+  make -j"$jobs" >"$build/make.log" 2>&1 || { tail -40 "$build/make.log" >&2; exit 1; }
+fi
 rm -rf "$prefix"
 make install >"$build/install.log" 2>&1 || { tail -40 "$build/install.log" >&2; exit 1; }
 mkdir -p "$prefix/etc/conf.d"
