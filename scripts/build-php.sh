@@ -10,9 +10,11 @@
 #                       (built as the official php:8.4-fpm image is)
 #   PHP_WITH_FPM        1: the zts variant also builds php-fpm (sbin/php-fpm, ZTS) in the
 #                       same compile, for the tests' nginx + php-fpm comparisons
-#   PHP_PGO             1 (default): the zts variant is built twice, the second time
-#                       guided by a profile of php-src's own benchmarks and tests run on the
-#                       first (profile-guided optimisation); 0: one plain -O2 build
+#   PHP_PGO             1: the zts variant is built twice, the second time guided by a
+#                       profile of php-src's own benchmarks and tests run on the first
+#                       (profile-guided optimisation); 0 (default): one plain -O2 build. Off
+#                       by default: this profile speeds up small pages but not framework
+#                       requests (docs/benchmarks.md, "The PHP engine")
 #   PHP_BUILD_JOBS      make -j (default: nproc)
 set -euo pipefail
 
@@ -47,7 +49,7 @@ pgo=0
 if [ "$variant" = zts ]; then
   cflags+=" -fno-semantic-interposition -ftls-model=initial-exec"
   ldflags="-Wl,-Bsymbolic-functions"
-  case "${PHP_PGO:-1}" in
+  case "${PHP_PGO:-0}" in
     1) pgo=1 ;;
     0) ;;
     *) echo "build-php: PHP_PGO must be 1 or 0, got '${PHP_PGO}'" >&2; exit 2 ;;
