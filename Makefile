@@ -49,7 +49,7 @@ bench: bridge
 
 # Builds the Docker image with the machine's engine (docker, else podman) and tests it as
 # README.md runs it; "skipped: no container engine" without one. Not part of `make test`:
-# the image build compiles PHP once more (~25 min on 2 cores). See docs/operations.md.
+# the image build compiles PHP once more (~7 min on 2 cores). See docs/operations.md.
 image-test: deps
 	scripts/image-test.sh
 
