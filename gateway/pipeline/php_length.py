@@ -10,8 +10,6 @@ ending it while `missing` is not 0 (HTTP/1 closes, HTTP/2 and HTTP/3 reset the s
 
 from __future__ import annotations
 
-from gateway.protocol.events import Headers
-
 
 class DeclaredLength:
     __slots__ = ("declared", "dropped", "missing")
@@ -22,12 +20,9 @@ class DeclaredLength:
         self.dropped = 0  # bytes written beyond the declared length
 
     @classmethod
-    def of(cls, headers: Headers) -> DeclaredLength | None:
-        """The script's own Content-Length, if it set a valid one."""
-        for name, value in headers:
-            if name == b"content-length":
-                return cls(int(value)) if value.isdigit() else None
-        return None
+    def parse(cls, value: bytes) -> DeclaredLength | None:
+        """The script's own Content-Length field value, if it is a valid one."""
+        return cls(int(value)) if value.isdigit() else None
 
     def fit(self, data: bytes) -> bytes:
         """The part of `data` the declared length still has room for."""

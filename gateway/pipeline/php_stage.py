@@ -105,10 +105,7 @@ class PhpStage:
         ids = b""
         if record is not None:  # the observing middleware's: PHP gets its ids
             record.kind = "php"
-            if record.span is None:  # no spans exported: PHP runs in the request's span
-                span_id, traceparent = record.span_id, record.traceparent
-            else:
-                span_id, traceparent = start_php_span(record, script.filename)
+            span_id, traceparent = start_php_span(record, script.filename)
             # name \0 value \0 pairs in one encode (the ids are visible ASCII)
             ids = (f"TRACE_ID\0{record.trace_id}\0SPAN_ID\0{span_id}\0REQUEST_ID\0"
                    f"{record.request_id}\0TRACEPARENT\0{traceparent}\0").encode()
@@ -374,7 +371,7 @@ def _read_head(status: int, headers: Headers
     """PHP's head in one pass (it runs for every PHP response): the status and headers as
     they go out (_clean_headers), whether they name a file (X-Sendfile, X-Accel-Redirect),
     whether the first Content-Type is an event stream, and the first Content-Length (a valid
-    one: DeclaredLength.of)."""
+    one: DeclaredLength.parse)."""
     to_file = event_stream = hop_by_hop = False
     typed = False
     length: DeclaredLength | None = None
@@ -389,7 +386,7 @@ def _read_head(status: int, headers: Headers
         elif name == b"content-length":
             if not sized:
                 sized = True
-                length = DeclaredLength(int(value)) if value.isdigit() else None
+                length = DeclaredLength.parse(value)
         elif name in FILE_FIELDS:
             to_file = True
         else:

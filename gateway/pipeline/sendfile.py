@@ -61,16 +61,6 @@ class Refused(Exception):
     """The header names something it may not: 500, logged with the reason."""
 
 
-def wants_file(headers: Headers) -> bool:
-    """True when PHP's response head asks for a file instead of its body."""
-    for name, _ in headers:  # a loop, not any() over a generator: every PHP response asks
-        if name in FILE_FIELDS:
-            break
-    else:
-        return False
-    return True
-
-
 class Sendfile:
     def __init__(self, roots: tuple[Path, ...], accel: AccelRoot | None,
                  static: StaticFiles) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from gateway.config import AccelRoot
-from gateway.pipeline.sendfile import Refused, Sendfile, _merge, wants_file
+from gateway.pipeline.php_stage import _read_head
+from gateway.pipeline.sendfile import Refused, Sendfile, _merge
 from gateway.pipeline.static import StaticFiles
 
 
@@ -73,4 +74,5 @@ def test_headers_of_the_file_response() -> None:
     ]
     chosen = _merge(file, [(b"content-type", b"application/x-custom")])
     assert chosen[0] == (b"content-type", b"application/x-custom")
-    assert wants_file(php) and not wants_file([(b"content-type", b"text/html")])
+    # the PHP stage reads whether a head names a file (X-Sendfile, X-Accel-Redirect)
+    assert _read_head(200, php)[2] and not _read_head(200, [(b"content-type", b"text/html")])[2]
